@@ -1,0 +1,44 @@
+# genlab: the front door. `make demo` and `make test` each work alone on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.genlab-setup
+# The CPU build of torch must go in before anything that depends on torch (see README, "Set-up").
+TORCH  := torch==2.13.0
+RUN    ?= demo
+
+.PHONY: setup demo test test-fast lint format bench clean-runs help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+setup: $(STAMP)  ## create .venv, install torch (CPU) first, then genlab editable; a second call costs nothing
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e .
+	@touch $(STAMP)
+
+demo: setup  ## train every core family on real small data and write runs/core-demo/$(RUN)/report.html
+	$(BIN)/python -m apps.core_demo --run-name $(RUN)
+
+test: setup  ## the whole suite: unit, smoke, slow (gpu tests skip without CUDA)
+	$(BIN)/python -m pytest
+
+test-fast: setup  ## unit and smoke tiers only
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: setup  ## ruff check
+	$(BIN)/ruff check .
+
+format: setup  ## ruff format and import sorting
+	$(BIN)/ruff check --fix --select I .
+	$(BIN)/ruff format .
+
+bench: setup  ## benchmarks against peers; writes benchmarks/results/<machine>-<date>.json and .md
+	$(BIN)/python -m benchmarks
+
+clean-runs:  ## delete runs/ (checkpoints, samples, reports)
+	rm -rf runs

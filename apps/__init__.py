@@ -1,0 +1,1 @@
+"""genlab applications: thin compositions of the shared core (config -> data -> model -> loop -> evaluate -> report)."""

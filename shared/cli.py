@@ -1,0 +1,137 @@
+"""Command lines derived from dataclass configs, and the wrapper that turns user errors into one line.
+
+`config_parser(Config)` adds one `--field-name` option per field (nested dataclasses as `--train.lr`), with the
+field's docstring as help, its type as the converter and its default shown; `--config FILE.json` loads a saved
+config first and options on the command line override it. `run_main(main)` runs an entry point and converts a
+`GenlabError` into `error: <message>` on stderr with a non-zero exit and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, NoReturn, get_args, get_origin
+
+from shared.config import coerce, field_docs, field_types, from_dict, load_json, to_dict
+from shared.errors import ConfigError, GenlabError
+
+_UNSET = object()
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (plus a pointer to --help) and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _flag(prefix: str, name: str) -> str:
+    return "--" + (prefix + name).replace("_", "-")
+
+
+def _converter(tp: Any, where: str):
+    def convert(text: str):
+        try:
+            return coerce(text, tp, where)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
+
+    convert.__name__ = getattr(tp, "__name__", "value")
+    return convert
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    """Add an option for every field of dataclass `cls` (recursing into nested dataclasses)."""
+    docs, hints = field_docs(cls), field_types(cls)
+    group = parser.add_argument_group(f"{prefix.rstrip('.') or cls.__name__} options") if prefix else parser
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            add_config_arguments(parser, tp, prefix=f"{prefix}{f.name}.")
+            continue
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )
+        help_text = docs.get(f.name, "")
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        help_text = f"{help_text} (default: {shown})".strip().replace("%", "%%")
+        dest = (prefix + f.name).replace(".", "__")
+        kw: dict[str, Any] = dict(dest=dest, default=_UNSET, help=help_text)
+        if tp is bool:
+            group.add_argument(_flag(prefix, f.name), action=argparse.BooleanOptionalAction, **kw)
+            continue
+        if get_origin(tp) is Literal:
+            kw["metavar"] = "{" + ",".join(str(a) for a in get_args(tp)) + "}"
+        group.add_argument(_flag(prefix, f.name), type=_converter(tp, prefix + f.name), **kw)
+
+
+def config_from_args(cls: type, ns: argparse.Namespace, base: Any = None) -> Any:
+    """Merge parsed options over `base` (a config instance, or the defaults) and validate the result."""
+    data = to_dict(base) if base is not None else {}
+
+    def collect(klass: type, prefix: str, into: dict) -> None:
+        hints = field_types(klass)
+        for f in dataclasses.fields(klass):
+            if not f.init:
+                continue
+            tp = hints[f.name]
+            if dataclasses.is_dataclass(tp):
+                collect(tp, f"{prefix}{f.name}.", into.setdefault(f.name, {}))
+                continue
+            value = getattr(ns, (prefix + f.name).replace(".", "__"), _UNSET)
+            if value is not _UNSET:
+                into[f.name] = value
+
+    collect(cls, "", data)
+    return from_dict(cls, _drop_empty(data))
+
+
+def _drop_empty(d: dict) -> dict:
+    return {k: (_drop_empty(v) if isinstance(v, dict) else v) for k, v in d.items() if v != {}}
+
+
+def config_parser(
+    cls: type,
+    prog: str | None = None,
+    description: str | None = None,
+    parser: argparse.ArgumentParser | None = None,
+) -> argparse.ArgumentParser:
+    """A parser with `--config FILE.json` plus one option per config field."""
+    parser = parser or OneLineParser(prog=prog, description=description)
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE.json",
+        help="load a saved config (e.g. runs/<app>/<run>/config.json); options given here override it",
+    )
+    add_config_arguments(parser, cls)
+    return parser
+
+
+def parse_config(
+    cls: type, argv: Sequence[str] | None = None, prog: str | None = None, description: str | None = None
+) -> Any:
+    """Parse `argv` into an instance of `cls` (defaults < --config file < command-line options)."""
+    parser = config_parser(cls, prog=prog, description=description)
+    ns = parser.parse_args(argv)
+    base = load_json(cls, ns.config) if ns.config else None
+    return config_from_args(cls, ns, base)
+
+
+def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> NoReturn:
+    """Run an entry point; user errors become one line on stderr and a non-zero exit, without a traceback."""
+    try:
+        code = main(argv)
+    except GenlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

@@ -1,0 +1,1 @@
+"""Self-contained HTML report pages and the figures that go on them."""

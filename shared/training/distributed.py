@@ -1,0 +1,82 @@
+"""Multi-process training under torchrun: process-group set-up, DDP wrapping, and rank helpers.
+
+    torchrun --standalone --nproc_per_node 2 -m apps.core_demo --families ar --run-name ddp
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; `init()` reads them and starts a process group (gloo on the CPU,
+NCCL on CUDA). Every process runs the same loop on its slice of each global batch (see `StepBatches`); DDP
+averages gradients, so the update equals one process with the same global batch. Only rank 0 writes logs,
+checkpoints and reports. Without torchrun everything here is a no-op for a world of one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init(device: torch.device) -> DistInfo:
+    """Join the process group torchrun set up (idempotent); returns a world of one outside torchrun."""
+    if not launched_by_torchrun():
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    if info.world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(info.local_rank)
+        dist.init_process_group(backend=backend)
+    return info
+
+
+def local_device(device: torch.device, info: DistInfo) -> torch.device:
+    """On CUDA each process takes the GPU of its local rank."""
+    if device.type == "cuda" and info.enabled:
+        return torch.device("cuda", info.local_rank)
+    return device
+
+
+def wrap(model: nn.Module, device: torch.device, info: DistInfo, find_unused: bool) -> nn.Module:
+    if not info.enabled:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
+
+
+def all_gather_objects(obj, info: DistInfo) -> list:
+    if not info.enabled:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

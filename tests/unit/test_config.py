@@ -1,0 +1,86 @@
+"""Config <-> JSON <-> CLI: validation names the bad field; the CLI is derived from the dataclass."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from shared.cli import config_parser, parse_config
+from shared.config import field_docs, from_dict, load_json, save_json, to_dict
+from shared.errors import ConfigError
+from shared.training import TrainConfig
+
+
+@dataclass
+class Inner:
+    lr: float = 1e-3
+    """Learning rate."""
+
+
+@dataclass
+class Cfg:
+    name: str = "run"
+    """Run name."""
+    steps: int = 10
+    """Number of steps."""
+    kind: Literal["a", "b"] = "a"
+    dims: tuple[int, ...] = (1, 2)
+    flag: bool = False
+    maybe: int | None = None
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_field_docs_read_from_source():
+    assert field_docs(Cfg)["steps"] == "Number of steps."
+    assert "kind" not in field_docs(Cfg)
+
+
+def test_from_dict_round_trip(tmp_path):
+    cfg = Cfg(steps=3, dims=(4, 5), inner=Inner(lr=0.5))
+    save_json(cfg, tmp_path / "c.json")
+    assert load_json(Cfg, tmp_path / "c.json") == cfg
+    assert to_dict(cfg)["dims"] == [4, 5]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"stepz": 1}, "unknown field 'stepz'"),
+        ({"steps": "ten"}, "steps: expected an integer"),
+        ({"steps": True}, "steps: expected an integer"),
+        ({"kind": "c"}, "kind: must be one of"),
+        ({"inner": {"lr": "fast"}}, "inner.lr: expected a number"),
+        ({"inner": {"momentum": 1}}, "unknown field 'momentum'"),
+    ],
+)
+def test_bad_values_name_the_field(data, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(Cfg, data)
+
+
+def test_cli_overrides_file_and_defaults(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({"steps": 7, "name": "x"}))
+    cfg = parse_config(Cfg, ["--config", str(tmp_path / "c.json"), "--name", "y", "--dims", "3,4,5",
+                             "--flag", "--inner.lr", "0.1", "--maybe", "none"])
+    assert (cfg.steps, cfg.name, cfg.dims, cfg.flag, cfg.inner.lr, cfg.maybe) == (7, "y", (3, 4, 5), True, 0.1, None)
+
+
+def test_cli_bad_type_is_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_config(Cfg, ["--steps", "abc"], prog="prog")
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--steps" in err and "expected an integer" in err
+
+
+def test_help_shows_docstrings():
+    text = config_parser(TrainConfig, prog="p").format_help()
+    assert "Total optimiser steps" in text and "--lr-schedule" in text
+
+
+def test_train_config_validates():
+    with pytest.raises(ConfigError, match="train.steps must be positive"):
+        TrainConfig(steps=0)
