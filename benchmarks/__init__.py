@@ -1,0 +1,1 @@
+"""Benchmarks: each compares genlab against a peer in the same run and reports the ratio (see README.md)."""

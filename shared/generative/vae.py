@@ -1,0 +1,250 @@
+"""The VAE family: an encoder and a decoder passed in, the (beta-)ELBO objective, the IWAE bound, and sampling.
+
+Kingma & Welling 2014, "Auto-Encoding Variational Bayes". The encoder net maps x -> (B, feature_dim) features;
+this family owns the Gaussian posterior head Linear(feature_dim + C, 2 * latent_dim) -> (mu, logvar), C being
+the condition width (one-hot labels or a float vector; Sohn et al. 2015 conditional VAE). The decoder maps
+zc = [z, c] (B, latent_dim + C) to the parameters of p(x | z, c): Bernoulli logits ("bernoulli", targets in
+[0, 1]), Gaussian means ("gaussian", with a fixed sd, or a learned scalar sd as in Rybkin et al. 2021 when
+gaussian_std is None), or, for "module", the decoder is itself a distribution with `log_prob(x, zc) -> (B,)`
+and `sample(zc, generator=None) -> x` (e.g. a teacher-forced sequence decoder, where x is a token tensor).
+The training loss is -(E_q log p(x|z) - beta KL(q(z|x) || N(0, I))) averaged over the batch (Higgins et al. 2017
+for beta); `elbo` and `iwae_bound` (Burda et al. 2016) report per-example bounds on log p(x) in nats.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shared.errors import ConfigError
+from shared.generative.conditioning import condition_vector, condition_width, split_batch, with_condition
+from shared.sampling.interpolation import interpolation_path
+
+LIKELIHOODS = ("bernoulli", "gaussian", "module")
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def _normal_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, exp(logvar)) summed over the last dim: (..., L) -> (...)."""
+    return -0.5 * (_LOG_2PI + logvar + (z - mu) ** 2 * torch.exp(-logvar)).sum(dim=-1)
+
+
+def _std_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) summed over the last dim: (..., L) -> (...)."""
+    return -0.5 * (_LOG_2PI + z**2).sum(dim=-1)
+
+
+class VAE(nn.Module):
+    """Variational autoencoder over an encoder feature net and a decoder net (or decoder distribution)."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        feature_dim: int,
+        latent_dim: int,
+        likelihood: str = "bernoulli",
+        beta: float = 1.0,
+        num_classes: int = 0,
+        cond_dim: int = 0,
+        gaussian_std: float | None = None,
+    ):
+        super().__init__()
+        if likelihood not in LIKELIHOODS:
+            raise ConfigError(f"unknown VAE likelihood {likelihood!r}; choose one of {LIKELIHOODS}")
+        if feature_dim < 1 or latent_dim < 1:
+            raise ConfigError(f"feature_dim={feature_dim} and latent_dim={latent_dim} must be >= 1")
+        if beta < 0:
+            raise ConfigError(f"beta={beta} must be >= 0 (1 is the ELBO)")
+        if likelihood == "module" and not (callable(getattr(decoder, "log_prob", None)) and callable(
+            getattr(decoder, "sample", None))):
+            raise ConfigError(
+                "likelihood='module' needs a decoder with log_prob(x, zc) and sample(zc, generator=None); "
+                "use 'bernoulli' or 'gaussian' for a plain decoder net"
+            )
+        if gaussian_std is not None and gaussian_std <= 0:
+            raise ConfigError(f"gaussian_std={gaussian_std} must be > 0, or None to learn it")
+        self.cond_width = condition_width(num_classes, cond_dim)
+        self.encoder, self.decoder = encoder, decoder
+        self.feature_dim, self.latent_dim = int(feature_dim), int(latent_dim)
+        self.likelihood, self.beta = likelihood, float(beta)
+        self.num_classes, self.cond_dim = int(num_classes), int(cond_dim)
+        self.head = nn.Linear(feature_dim + self.cond_width, 2 * latent_dim)  # -> (mu, logvar)
+        self.gaussian_std = gaussian_std
+        # Learned observation log-sd (a scalar), only for a Gaussian likelihood without a fixed sd.
+        self.log_std = nn.Parameter(torch.zeros(())) if likelihood == "gaussian" and gaussian_std is None else None
+        self.objectives: dict[str, int] = {"loss": 1}
+        self.stats: dict[str, torch.Tensor] = {}
+
+    def objective_parameters(self, name: str) -> list[nn.Parameter]:
+        if name != "loss":
+            raise ConfigError(f"the VAE has one objective, 'loss'; got {name!r}")
+        return list(self.parameters())
+
+    # -- pieces ------------------------------------------------------------------------------------------
+
+    def _device(self) -> torch.device:
+        return self.head.weight.device
+
+    def _cond(self, cond, n: int, device: torch.device, check_range: bool = False) -> torch.Tensor | None:
+        return condition_vector(
+            cond, self.num_classes, self.cond_dim, n, device, self.head.weight.dtype, check_range=check_range
+        )
+
+    def _encode(self, x: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        h = with_condition(self.encoder(x), c)  # (B, feature_dim + C)
+        mu, logvar = self.head(h).chunk(2, dim=1)  # (B, L) each
+        return mu, logvar
+
+    def encode(self, x: torch.Tensor, cond=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior q(z | x, c) = N(mu, exp(logvar)): x (B, ...) -> mu, logvar (B, latent_dim)."""
+        return self._encode(x, self._cond(cond, x.shape[0], x.device))
+
+    def _obs_std(self, like: torch.Tensor) -> torch.Tensor:
+        if self.log_std is not None:
+            return self.log_std.exp()
+        return torch.as_tensor(self.gaussian_std, dtype=like.dtype, device=like.device)
+
+    def _log_px(self, x: torch.Tensor, zc: torch.Tensor) -> torch.Tensor:
+        """log p(x | z, c) summed over all non-batch dims: (B,)."""
+        if self.likelihood == "module":
+            return self.decoder.log_prob(x, zc)
+        params = self.decoder(zc)  # x-shaped
+        if params.shape != x.shape:
+            raise ConfigError(f"decoder output {tuple(params.shape)} does not match x {tuple(x.shape)}")
+        if self.likelihood == "bernoulli":
+            # Bernoulli with logits; x in [0, 1] (grey levels are used as soft targets).
+            ll = -F.binary_cross_entropy_with_logits(params, x, reduction="none")
+        else:
+            std = self._obs_std(params)
+            ll = -0.5 * (((x - params) / std) ** 2 + _LOG_2PI) - torch.log(std)
+        return ll.flatten(1).sum(dim=1)
+
+    def _mean(self, params: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(params) if self.likelihood == "bernoulli" else params
+
+    def decode(self, z: torch.Tensor, cond=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z (B, latent_dim) -> the mean of p(x | z, c) (probabilities for Bernoulli, means for Gaussian); for
+        a "module" decoder, a sample from it (with `generator`)."""
+        zc = with_condition(z, self._cond(cond, z.shape[0], z.device))
+        if self.likelihood == "module":
+            return self.decoder.sample(zc, generator=generator)
+        return self._mean(self.decoder(zc))
+
+    @staticmethod
+    def kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """KL(N(mu, exp(logvar)) || N(0, I)) in closed form (Kingma & Welling 2014, appendix B): (B, L) -> (B,)."""
+        return 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(dim=1)
+
+    # -- objectives and bounds ---------------------------------------------------------------------------
+
+    def forward(self, batch, objective: str = "loss") -> torch.Tensor:
+        """batch (x,) or (x, y) -> scalar -(mean over the batch of log p(x|z) - beta KL), one z per example."""
+        if objective != "loss":
+            raise ConfigError(f"the VAE has one objective, 'loss'; got {objective!r}")
+        x, y = split_batch(batch)
+        c = self._cond(y, x.shape[0], x.device)
+        mu, logvar = self._encode(x, c)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation; global RNG
+        rec = self._log_px(x, with_condition(z, c))  # (B,)
+        kl = self.kl(mu, logvar)  # (B,)
+        self.stats = {"recon": -rec.detach().mean(), "kl": kl.detach().mean(), "elbo": (rec - kl).detach().mean()}
+        return -(rec - self.beta * kl).mean()
+
+    def elbo(self, x: torch.Tensor, cond=None) -> torch.Tensor:
+        """Single-sample ELBO (B,) in nats: log p(x|z) + log p(z) - log q(z|x) with z ~ q(z|x) (global RNG)."""
+        return self.iwae_bound(x, cond, k=1)
+
+    def iwae_bound(self, x: torch.Tensor, cond=None, k: int = 100, chunk: int | None = None) -> torch.Tensor:
+        """Importance-weighted bound (B,) in nats (Burda et al. 2016, eq. 8): log (1/k) sum_i p(x, z_i) / q(z_i|x),
+        z_i ~ q(z|x) from the global RNG. Tightens towards log p(x) as k grows; k=1 is the ELBO. The k samples
+        are processed `chunk` at a time (default: about 8192 decoder rows per chunk) to bound memory; wrap
+        the call in torch.no_grad() for evaluation."""
+        if k < 1:
+            raise ConfigError(f"k={k} importance samples must be >= 1")
+        b = x.shape[0]
+        chunk = chunk or max(1, 8192 // max(b, 1))
+        c = self._cond(cond, b, x.device)
+        mu, logvar = self._encode(x, c)  # (B, L)
+        std = torch.exp(0.5 * logvar)
+        log_w = []
+        for start in range(0, k, chunk):
+            m = min(chunk, k - start)
+            z = mu + torch.randn(m, *mu.shape, device=mu.device, dtype=mu.dtype) * std  # (m, B, L)
+            xs = x.unsqueeze(0).expand(m, *x.shape).reshape(m * b, *x.shape[1:])  # (m*B, ...)
+            cs = None if c is None else c.unsqueeze(0).expand(m, *c.shape).reshape(m * b, -1)
+            log_px = self._log_px(xs, with_condition(z.reshape(m * b, -1), cs)).view(m, b)
+            log_w.append(log_px + _std_normal_log_prob(z) - _normal_log_prob(z, mu, logvar))  # (m, B)
+        return torch.logsumexp(torch.cat(log_w, dim=0), dim=0) - math.log(k)
+
+    # -- sampling and latent-space tools -----------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        *,
+        cond=None,
+        generator: torch.Generator | None = None,
+        mean: bool = True,
+        temperature: float = 1.0,
+    ) -> torch.Tensor:
+        """n samples x from z ~ N(0, temperature^2 I) (temperature 1 is the prior), all noise from `generator`.
+
+        mean=True returns the decoder mean (probabilities / means); mean=False draws x ~ p(x | z). A "module"
+        decoder always samples (with `generator`)."""
+        if n < 1:
+            raise ConfigError(f"n={n} must be >= 1 samples")
+        if temperature < 0:
+            raise ConfigError(f"temperature={temperature} must be >= 0")
+        device = self._device()
+        c = self._cond(cond, n, device, check_range=True)
+        z = temperature * torch.randn(n, self.latent_dim, device=device, generator=generator)
+        zc = with_condition(z.to(self.head.weight.dtype), c)
+        if self.likelihood == "module":
+            return self.decoder.sample(zc, generator=generator)
+        params = self.decoder(zc)
+        x = self._mean(params)
+        if mean:
+            return x
+        if self.likelihood == "bernoulli":
+            return torch.bernoulli(x, generator=generator)
+        noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+        return x + self._obs_std(x) * noise
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, cond=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode the posterior mean: x (B, ...) -> decoder mean (B, ...) (a sample for a "module" decoder)."""
+        mu, _ = self.encode(x, cond)
+        return self.decode(mu, cond, generator=generator)
+
+    @torch.no_grad()
+    def interpolate(
+        self,
+        x_a: torch.Tensor,
+        x_b: torch.Tensor,
+        steps: int,
+        cond=None,
+        method: str = "slerp",
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Decode a path between the posterior means of x_a and x_b (both (B, ...)): -> (steps, B, ...).
+
+        method: "slerp" (spherical; suits a Gaussian prior, White 2016) or "lerp". `cond` applies at every step.
+        """
+        if x_a.shape != x_b.shape:
+            raise ConfigError(f"x_a {tuple(x_a.shape)} and x_b {tuple(x_b.shape)} must have the same shape")
+        b = x_a.shape[0]
+        mu_a, _ = self.encode(x_a, cond)
+        mu_b, _ = self.encode(x_b, cond)
+        path = interpolation_path(mu_a, mu_b, steps, method)  # (steps, B, L)
+        steps = path.shape[0]
+        c = self._cond(cond, b, x_a.device)
+        cs = None if c is None else c.unsqueeze(0).expand(steps, *c.shape).reshape(steps * b, -1)
+        zc = with_condition(path.reshape(steps * b, -1), cs)
+        out = self.decoder.sample(zc, generator=generator) if self.likelihood == "module" else self._mean(
+            self.decoder(zc))
+        return out.reshape(steps, b, *out.shape[1:])

@@ -1,0 +1,1 @@
+"""Sampling techniques: Monte Carlo (simple random, stratified, importance), categorical, interpolation, diffusion."""

@@ -1,0 +1,75 @@
+"""Sampling from categorical distributions given logits: temperature, top-k and top-p (nucleus) filtering.
+
+`filter_logits` sets to -inf every logit outside the top-k set (Fan et al. 2018, "Hierarchical neural story
+generation") and/or outside the nucleus, the smallest set of most likely tokens whose probability reaches top_p
+(Holtzman et al. 2020, "The curious case of neural text degeneration"). `sample_categorical` divides by the
+temperature, filters, and draws exactly from softmax of what is left with an exponential race (the Gumbel-max
+trick in another form): argmin_i E_i / p_i with E_i ~ Exp(1) is category i with probability p_i. Temperature 0
+is greedy argmax. Autoregressive families call these with logits (..., V) for the next token.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from shared.errors import ConfigError
+
+
+def _check_filters(top_k: int, top_p: float) -> None:
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0:
+        raise ConfigError(f"top_k={top_k!r} must be an int >= 0 (0 = no top-k filter)")
+    if not (0.0 < float(top_p) <= 1.0):
+        raise ConfigError(f"top_p={top_p!r} must be in (0, 1] (1 = no nucleus filter)")
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Logits (..., V) with -inf outside the top-k and the top-p nucleus (both applied: top-k first).
+
+    top_k=0 and top_p=1.0 disable the filters. top-k keeps exactly min(k, V) entries (ties broken by position).
+    The nucleus keeps the most likely tokens up to and including the first at which the cumulative probability
+    reaches top_p, so the most likely token is always kept. Returns a new tensor; the input is not changed."""
+    _check_filters(top_k, top_p)
+    if logits.dim() == 0:
+        raise ConfigError("logits must have a last dimension of categories, shape (..., V)")
+    n_cat = logits.shape[-1]
+    out = logits
+    if 0 < top_k < n_cat:
+        idx = torch.topk(out, top_k, dim=-1).indices  # (..., k)
+        kept = torch.full_like(out, float("-inf"))
+        out = kept.scatter(-1, idx, out.gather(-1, idx))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(out, dim=-1, descending=True)  # (..., V)
+        probs = torch.softmax(sorted_logits.float(), dim=-1)
+        mass_before = torch.cumsum(probs, dim=-1) - probs  # probability of the strictly more likely tokens
+        drop_sorted = mass_before >= top_p  # keep while the tokens before have not yet reached top_p
+        drop_sorted[..., 0] = False  # the top token always stays, whatever rounding does
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        out = out.masked_fill(drop, float("-inf"))
+    return out if out is not logits else logits.clone()
+
+
+def sample_categorical(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw one category per row from softmax(filter(logits / temperature)). logits (..., V) -> (...) int64.
+
+    temperature 0 returns argmax (greedy); the draw is exact in distribution, and deterministic given a
+    `generator` (on the logits' device); without one it uses torch's global RNG."""
+    if float(temperature) < 0.0:
+        raise ConfigError(f"temperature={temperature!r} must be >= 0 (0 = greedy argmax)")
+    _check_filters(top_k, top_p)
+    if logits.dim() == 0 or logits.shape[-1] == 0:
+        raise ConfigError("logits must have a non-empty last dimension of categories, shape (..., V)")
+    if float(temperature) == 0.0:
+        return torch.argmax(logits, dim=-1)
+    # Half precision would round the race; float32 is exact enough, float64 stays float64.
+    work = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    work = filter_logits(work / float(temperature), top_k=top_k, top_p=top_p)
+    # Exponential race: P(argmax_i [l_i - log E_i] = j) = softmax(l)_j for i.i.d. E_i ~ Exp(1).
+    e = torch.empty_like(work).exponential_(generator=generator)
+    e = e.clamp_min(torch.finfo(e.dtype).tiny)  # E = 0 would give +inf and beat -inf logits (nan)
+    return torch.argmax(work - torch.log(e), dim=-1)

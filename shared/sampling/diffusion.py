@@ -1,0 +1,180 @@
+"""Diffusion sampler maths as pure functions of tensors: timestep spacing, guidance, DDIM/DDPM steps and loops.
+
+Notation (Ho et al. 2020): alpha_bar_t = prod_{s<=t} (1 - beta_s), x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t)
+eps. A sampler visits a decreasing subsequence tau_S > ... > tau_1 of {0..T-1} and moves x from tau_i to tau_{i-1}
+("prev"), with alpha_bar_prev = 1 after the last step. Every step first estimates x_0 from the predicted noise,
+x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) (Ho et al. eq. 15), optionally clipped to [-1, 1]. No function here
+draws random numbers from a global stream: noise is passed in, or drawn from the `generator` given to the loop.
+The generative family (`shared.generative.diffusion.Diffusion`) supplies the network as `eps_fn(x_t, t)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from shared.errors import ConfigError
+
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, ...), t (B,) long) -> eps (B, ...)
+
+
+def ddim_timesteps(T: int, steps: int) -> torch.Tensor:
+    """`steps` distinct timesteps from T-1 down to 0, evenly spaced: (steps,) int64, decreasing.
+
+    steps == T gives every timestep (full DDPM chain); steps == 1 gives [T-1].
+    """
+    if not 1 <= steps <= T:
+        raise ConfigError(f"sampling steps={steps} must be between 1 and the schedule's {T} timesteps")
+    if steps == 1:
+        return torch.tensor([T - 1], dtype=torch.long)
+    ts = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long()  # distinct since spacing >= 1
+    return ts.flip(0)
+
+
+def cfg_combine(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w: float) -> torch.Tensor:
+    """Classifier-free guidance (Ho & Salimans 2022, eq. 6 rewritten): eps = eps_u + w (eps_c - eps_u).
+
+    w = 1 is the plain conditional model, w = 0 the unconditional one, w > 1 sharpens towards the condition.
+    """
+    return eps_uncond + w * (eps_cond - eps_uncond)
+
+
+def _ab(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """alpha_bar as a 0-d tensor on the dtype/device of `like` (broadcasts over any shape)."""
+    return torch.as_tensor(value, dtype=like.dtype, device=like.device)
+
+
+def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t, clip_x0: bool = False) -> torch.Tensor:
+    """x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t), clipped to [-1, 1] when `clip_x0` (Ho et al. eq. 15)."""
+    a = _ab(alpha_bar_t, x_t)
+    x0 = (x_t - torch.sqrt(1 - a) * eps) / torch.sqrt(a)
+    return x0.clamp(-1.0, 1.0) if clip_x0 else x0
+
+
+def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar_t) -> torch.Tensor:
+    """The noise consistent with (x_t, x0): eps = (x_t - sqrt(a_t) x0) / sqrt(1 - a_t)."""
+    a = _ab(alpha_bar_t, x_t)
+    return (x_t - torch.sqrt(a) * x0) / torch.sqrt(1 - a)
+
+
+def ddim_step(
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    alpha_bar_t,
+    alpha_bar_prev,
+    eta: float = 0.0,
+    noise: torch.Tensor | None = None,
+    clip_x0: bool = False,
+) -> torch.Tensor:
+    """One DDIM update (Song et al. 2021, eq. 12), x_t (B, ...) -> x_prev (B, ...):
+
+        x_prev = sqrt(a_prev) x0_hat + sqrt(1 - a_prev - sigma^2) eps + sigma z,
+        sigma  = eta sqrt((1 - a_prev) / (1 - a_t)) sqrt(1 - a_t / a_prev)   (eq. 16).
+
+    eta = 0 is deterministic (no `noise` needed); eta = 1 equals the DDPM posterior step. When x0_hat is clipped,
+    eps is re-derived from the clipped x0_hat so that the two stay consistent (as improved-diffusion does).
+    With a_t and a_prev swapped (a_prev < a_t) and eta = 0 the same formula runs the ODE forwards (inversion).
+    """
+    a_t, a_prev = _ab(alpha_bar_t, x_t), _ab(alpha_bar_prev, x_t)
+    x0 = predict_x0(x_t, eps, a_t, clip_x0)
+    if clip_x0:
+        eps = eps_from_x0(x_t, x0, a_t)
+    sigma = eta * torch.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) if eta > 0 else torch.zeros_like(a_t)
+    x_prev = torch.sqrt(a_prev) * x0 + torch.sqrt((1 - a_prev - sigma**2).clamp(min=0)) * eps
+    if eta > 0 and float(sigma) > 0:
+        if noise is None:
+            raise ValueError("ddim_step with eta > 0 needs `noise` (B, ...) from the caller's generator")
+        x_prev = x_prev + sigma * noise
+    return x_prev
+
+
+def ddpm_step(
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    alpha_bar_t,
+    alpha_bar_prev,
+    noise: torch.Tensor | None = None,
+    clip_x0: bool = False,
+) -> torch.Tensor:
+    """One ancestral DDPM step from the posterior q(x_prev | x_t, x0_hat) (Ho et al. 2020, eqs. 6-7):
+
+        mean = sqrt(a_prev) beta / (1 - a_t) x0_hat + sqrt(alpha) (1 - a_prev) / (1 - a_t) x_t,
+        var  = beta (1 - a_prev) / (1 - a_t)          (beta-tilde),
+        with alpha = a_t / a_prev and beta = 1 - alpha,
+
+    which also covers strided chains (the "respacing" of Nichol & Dhariwal 2021, sec. 4): beta is then the
+    effective beta between the two visited timesteps. `noise` may be None only when a_prev = 1 (last step).
+    """
+    a_t, a_prev = _ab(alpha_bar_t, x_t), _ab(alpha_bar_prev, x_t)
+    alpha = a_t / a_prev
+    beta = 1 - alpha
+    x0 = predict_x0(x_t, eps, a_t, clip_x0)
+    mean = torch.sqrt(a_prev) * beta / (1 - a_t) * x0 + torch.sqrt(alpha) * (1 - a_prev) / (1 - a_t) * x_t
+    var = beta * (1 - a_prev) / (1 - a_t)
+    if float(var) <= 0:
+        return mean
+    if noise is None:
+        raise ValueError("ddpm_step needs `noise` (B, ...) except on the last step")
+    return mean + torch.sqrt(var) * noise
+
+
+def _alphas_cumprod(schedule) -> torch.Tensor:
+    """Accept a NoiseSchedule (anything with `.alphas_cumprod`) or the (T,) tensor itself."""
+    return schedule.alphas_cumprod if hasattr(schedule, "alphas_cumprod") else torch.as_tensor(schedule)
+
+
+def sample_loop(
+    eps_fn: EpsFn,
+    x_T: torch.Tensor,
+    schedule,
+    timesteps: torch.Tensor,
+    sampler: str = "ddim",
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    clip_x0: bool = False,
+) -> torch.Tensor:
+    """Run the reverse chain from x_T (B, ...) over decreasing `timesteps` (S,) -> x_0 (B, ...).
+
+    schedule: a NoiseSchedule or its (T,) alphas_cumprod. sampler "ddim" uses `eta`; "ddpm" is ancestral
+    sampling with the posterior variance. Fresh noise for each stochastic step comes from `generator` (on the
+    device of x_T) when given, else from torch's global stream. Call under torch.no_grad() for sampling.
+    """
+    if sampler not in ("ddim", "ddpm"):
+        raise ConfigError(f"unknown sampler {sampler!r}; use 'ddim' or 'ddpm'")
+    if eta < 0:
+        raise ConfigError(f"eta={eta} must be >= 0 (0 = deterministic DDIM, 1 = DDPM-like)")
+    ab = _alphas_cumprod(schedule).to(x_T.device)
+    timesteps = timesteps.to(x_T.device)
+    x = x_T
+    for i, t in enumerate(timesteps):
+        a_t = ab[t]
+        a_prev = ab[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.ones_like(a_t)
+        eps = eps_fn(x, t.expand(x.shape[0]))
+        last = i + 1 == len(timesteps)
+        stochastic = not last and (sampler == "ddpm" or eta > 0)
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if stochastic else None
+        if sampler == "ddim":
+            x = ddim_step(x, eps, a_t, a_prev, eta, noise, clip_x0)
+        else:
+            x = ddpm_step(x, eps, a_t, a_prev, noise, clip_x0)
+    return x
+
+
+def ddim_invert_loop(eps_fn: EpsFn, x0: torch.Tensor, schedule, timesteps: torch.Tensor) -> torch.Tensor:
+    """Deterministic DDIM run backwards, x_0 (B, ...) -> x_T (B, ...), over increasing `timesteps` (S,).
+
+    Each step evaluates eps at the current point with the next (larger) timestep and applies the eta = 0 DDIM
+    update towards it (the usual approximation eps(x_t, t) ~ eps(x_{t'}, t'); Song et al. 2021 sec. 4.3,
+    as used by prompt-to-prompt's null-text inversion). Sampling the result with the same timesteps reversed and
+    eta = 0 approximately returns x_0.
+    """
+    ab = _alphas_cumprod(schedule).to(x0.device)
+    timesteps = timesteps.to(x0.device)
+    x = x0
+    a_cur = torch.ones((), dtype=ab.dtype, device=ab.device)
+    for t in timesteps:
+        eps = eps_fn(x, t.expand(x.shape[0]))
+        x = ddim_step(x, eps, a_cur, ab[t], eta=0.0)
+        a_cur = ab[t]
+    return x
