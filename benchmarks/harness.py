@@ -39,9 +39,14 @@ def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> 
 
 def machine() -> dict:
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    return {"name": f"{platform.node() or 'host'}-{dev}".replace(" ", "_"), "device": dev,
-            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version()}
+    return {
+        "name": f"{platform.node() or 'host'}-{dev}".replace(" ", "_"),
+        "device": dev,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def write_results(rows: list[dict]) -> tuple[Path, Path]:
@@ -49,8 +54,10 @@ def write_results(rows: list[dict]) -> tuple[Path, Path]:
     stem = f"{m['name']}-{date.today().isoformat()}"
     json_path, md_path = RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"
     atomic_write_json(json_path, {"machine": m, "date": date.today().isoformat(), "rows": rows})
-    atomic_write_text(md_path, f"# Benchmarks on {m['device']} ({m['threads']} threads), {date.today()}\n\n"
-                      + markdown_table(rows) + "\n")
+    atomic_write_text(
+        md_path,
+        f"# Benchmarks on {m['device']} ({m['threads']} threads), {date.today()}\n\n" + markdown_table(rows) + "\n",
+    )
     return json_path, md_path
 
 

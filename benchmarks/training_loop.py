@@ -19,7 +19,9 @@ STEPS, BATCH, WIDTH = 200, 256, 256
 class Regressor(nn.Module):
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(64, WIDTH), nn.SiLU(), nn.Linear(WIDTH, WIDTH), nn.SiLU(), nn.Linear(WIDTH, 1))
+        self.net = nn.Sequential(
+            nn.Linear(64, WIDTH), nn.SiLU(), nn.Linear(WIDTH, WIDTH), nn.SiLU(), nn.Linear(WIDTH, 1)
+        )
 
     def forward(self, batch, objective="loss"):
         x, y = batch
@@ -33,14 +35,17 @@ def run() -> list[dict]:
 
     def ours():
         torch.manual_seed(0)
-        fit(Regressor(), StepBatches((x, y), BATCH), TrainConfig(steps=STEPS, batch_size=BATCH, progress=False,
-                                                                  checkpoint_every=10**9, device="cpu"))
+        fit(
+            Regressor(),
+            StepBatches((x, y), BATCH),
+            TrainConfig(steps=STEPS, batch_size=BATCH, progress=False, checkpoint_every=10**9, device="cpu"),
+        )
 
     def bare():
         torch.manual_seed(0)
         m = Regressor()
         opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
-        for step in range(STEPS):
+        for _ in range(STEPS):
             idx = torch.randint(len(x), (BATCH,))
             loss = m((x[idx], y[idx]))
             opt.zero_grad(set_to_none=True)
@@ -49,6 +54,13 @@ def run() -> list[dict]:
             opt.step()
 
     t_ours, t_bare = median_time(ours, repeats=5), median_time(bare, repeats=5)
-    return [{"name": "training loop: fit() vs bare PyTorch loop", "sizes": f"MLP 64-{WIDTH}-{WIDTH}-1, batch {BATCH}, "
-             f"{STEPS} steps, CPU", "ours_s": t_ours, "peer": "bare loop", "peer_s": t_bare,
-             "ratio": t_bare / t_ours}]
+    return [
+        {
+            "name": "training loop: fit() vs bare PyTorch loop",
+            "sizes": f"MLP 64-{WIDTH}-{WIDTH}-1, batch {BATCH}, {STEPS} steps, CPU",
+            "ours_s": t_ours,
+            "peer": "bare loop",
+            "peer_s": t_bare,
+            "ratio": t_bare / t_ours,
+        }
+    ]

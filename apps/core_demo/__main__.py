@@ -1,9 +1,9 @@
 """`python -m apps.core_demo`: train the core families, evaluate them, write metrics.json and report.html.
 
-    python -m apps.core_demo                                  # all families, default budgets (a few minutes)
-    python -m apps.core_demo --families gan,rbm --preset tiny
-    python -m apps.core_demo sample --checkpoint runs/core-demo/demo/diffusion --n 100 --out digits.png
-    torchrun --standalone --nproc_per_node 2 -m apps.core_demo --families ar --run-name ddp   # data-parallel
+python -m apps.core_demo                                  # all families, default budgets (a few minutes)
+python -m apps.core_demo --families gan,rbm --preset tiny
+python -m apps.core_demo sample --checkpoint runs/core-demo/demo/diffusion --n 100 --out digits.png
+torchrun --standalone --nproc_per_node 2 -m apps.core_demo --families ar --run-name ddp   # data-parallel
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from apps.core_demo import evaluate as ev
 from apps.core_demo.config import DemoConfig, SampleConfig
 from apps.core_demo.recipes import build_model, image_data, make_recipe, tokens_to_images
 from apps.core_demo.report import build_report
-from shared.atomic import atomic_path, atomic_write_text
+from shared.atomic import atomic_path
 from shared.cli import parse_config, run_main
 from shared.config import to_dict
 from shared.errors import CheckpointError
 from shared.report import figures
 from shared.runs import RunDir
-from shared.runtime import resolve_device
+from shared.runtime import resolve_device, set_cpu_threads
 from shared.training import distributed, fit
 from shared.training.checkpoint import open_checkpoint
 
@@ -41,15 +41,21 @@ def train_and_evaluate(cfg: DemoConfig) -> dict:
     if info.is_main:
         changed = run.save_config(cfg)
         if changed:
-            print(f"note: run {cfg.run_name} continues with a changed config: {'; '.join(changed[:4])}", file=sys.stderr)
+            print(
+                f"note: run {cfg.run_name} continues with a changed config: {'; '.join(changed[:4])}", file=sys.stderr
+            )
     results = {}
     for family in cfg.families:
         recipe = make_recipe(family, cfg.preset, cfg.seed, images)
-        overrides = {k: v for k, v in (("steps", cfg.steps), ("checkpoint_every", cfg.checkpoint_every),
-                                       ("log_every", cfg.log_every)) if v}
+        overrides = {
+            k: v
+            for k, v in (("steps", cfg.steps), ("checkpoint_every", cfg.checkpoint_every), ("log_every", cfg.log_every))
+            if v
+        }
         train = dataclasses.replace(recipe.train, device=cfg.device, progress=cfg.progress, **overrides)
-        results[family] = fit(recipe.model, recipe.batches, train, run_dir=run.sub(family),
-                              config={"demo": recipe.meta}, desc=family)
+        results[family] = fit(
+            recipe.model, recipe.batches, train, run_dir=run.sub(family), config={"demo": recipe.meta}, desc=family
+        )
     if not (cfg.evaluate and info.is_main):
         distributed.shutdown()
         return {}
@@ -85,8 +91,10 @@ def sample(cfg: SampleConfig) -> Path:
     ckpt = open_checkpoint(cfg.checkpoint)
     meta = ckpt.config.get("demo")
     if not isinstance(meta, dict) or "family" not in meta:
-        raise CheckpointError(f"{ckpt.path} is a genlab checkpoint but not one of the core demo's; "
-                              "use the sample command of the app that trained it")
+        raise CheckpointError(
+            f"{ckpt.path} is a genlab checkpoint but not one of the core demo's; "
+            "use the sample command of the app that trained it"
+        )
     device = resolve_device(cfg.device)
     model = build_model(meta["family"], meta["preset"], meta).to(device)
     ckpt.load_model(model, ema=True).eval()
@@ -97,7 +105,7 @@ def sample(cfg: SampleConfig) -> Path:
         if family == "vae":
             x = model.sample(cfg.n, cond=labels, generator=g)
         elif family == "diffusion":
-            x = ((model.sample(cfg.n, cond=labels, steps=ev.DDIM_STEPS, guidance=ev.GUIDANCE, generator=g) + 1) / 2)
+            x = (model.sample(cfg.n, cond=labels, steps=ev.DDIM_STEPS, guidance=ev.GUIDANCE, generator=g) + 1) / 2
         elif family == "ar":
             x = tokens_to_images(model.sample(cfg.n, cond=labels, generator=g).cpu(), meta["size"])
         elif family == "rbm":
@@ -128,15 +136,23 @@ def sample(cfg: SampleConfig) -> Path:
 
 
 def main(argv=None) -> int:
+    set_cpu_threads()  # $GENLAB_THREADS: 1 when other processes share the cores (tests, torchrun on a small box)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "sample":
-        sample(parse_config(SampleConfig, argv[1:], prog="python -m apps.core_demo sample",
-                            description=SampleConfig.__doc__))
+        sample(
+            parse_config(
+                SampleConfig, argv[1:], prog="python -m apps.core_demo sample", description=SampleConfig.__doc__
+            )
+        )
         return 0
     if argv and argv[0] == "train":
         argv = argv[1:]
-    cfg = parse_config(DemoConfig, argv, prog="python -m apps.core_demo",
-                       description=DemoConfig.__doc__ + " Subcommand: `sample --help` draws from a trained family.")
+    cfg = parse_config(
+        DemoConfig,
+        argv,
+        prog="python -m apps.core_demo",
+        description=DemoConfig.__doc__ + " Subcommand: `sample --help` draws from a trained family.",
+    )
     train_and_evaluate(cfg)
     return 0
 

@@ -49,7 +49,9 @@ class DemoConfig:
     def __post_init__(self):
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown or not self.families:
-            raise ConfigError(f"unknown family {unknown[0] if unknown else '(none)'!r}; choose from {','.join(FAMILIES)}")
+            raise ConfigError(
+                f"unknown family {unknown[0] if unknown else '(none)'!r}; choose from {','.join(FAMILIES)}"
+            )
         if self.steps < 0 or self.checkpoint_every < 0 or self.log_every < 0:
             raise ConfigError("steps, checkpoint_every and log_every must be >= 0 (0 keeps the preset's value)")
         if self.eval_samples < 10:

@@ -73,15 +73,18 @@ def load_images_npz(path: str, split_seed: int = 0, test_fraction: float = 0.2):
         with np.load(p, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except Exception as e:  # zipfile / numpy raise several types for a file that is not an npz
-        raise DataError(f"data file {p} is not a readable .npz ({type(e).__name__}); save it with numpy.savez") from None
+        raise DataError(
+            f"data file {p} is not a readable .npz ({type(e).__name__}); save it with numpy.savez"
+        ) from None
     if "images" not in arrays:
         raise DataError(f"data file {p} has no 'images' array (found: {', '.join(arrays) or 'nothing'})")
     x = torch.as_tensor(arrays["images"], dtype=torch.float32)
     if x.ndim == 3:
         x = x.unsqueeze(1)
     if x.ndim != 4 or x.shape[1] != 1 or x.shape[2] != x.shape[3] or x.shape[2] % 4 or len(x) < 10:
-        raise DataError(f"images in {p} must be (N,H,W) or (N,1,H,W) with H=W a multiple of 4 and N>=10, "
-                        f"got {tuple(x.shape)}")
+        raise DataError(
+            f"images in {p} must be (N,H,W) or (N,1,H,W) with H=W a multiple of 4 and N>=10, got {tuple(x.shape)}"
+        )
     if x.min() < 0 or x.max() > 1:
         raise DataError(f"images in {p} must lie in [0, 1] (got {x.min():.3g}..{x.max():.3g}); divide by 255 first")
     y = torch.as_tensor(arrays.get("labels", np.zeros(len(x))), dtype=torch.int64)

@@ -76,8 +76,14 @@ def evaluate_vae(model, data: ImageData, clf: DigitClassifier, n: int, seed: int
     iwae = model.iwae_bound(x_test, y_test, k=100).mean().item()
     labels = _labels(n, data.num_classes, dev)
     samples = model.sample(n, cond=labels, generator=g)
-    ev = Evaluation(metrics={"vae_elbo_test": elbo, "vae_iwae100_test": iwae, "vae_iwae_gain": iwae - elbo,
-                             "vae_label_agreement": clf.agreement(samples, labels)})
+    ev = Evaluation(
+        metrics={
+            "vae_elbo_test": elbo,
+            "vae_iwae100_test": iwae,
+            "vae_iwae_gain": iwae - elbo,
+            "vae_label_agreement": clf.agreement(samples, labels),
+        }
+    )
     ev.images["vae_samples"] = samples[: 10 * data.num_classes]
     # Stratified latent sweep: 10 latent quantile strata along one axis, every class; shows what a latent axis does.
     z = torch.zeros(10, model.latent_dim, device=dev)
@@ -96,8 +102,13 @@ def evaluate_diffusion(model, data: ImageData, clf: DigitClassifier, n: int, see
     labels = _labels(n, data.num_classes, dev)
     x = model.sample(n, cond=labels, steps=DDIM_STEPS, sampler="ddim", guidance=GUIDANCE, generator=_gen(seed, dev))
     x = ((x + 1) / 2).clamp(0, 1)
-    ev = Evaluation(metrics={"diffusion_label_agreement": clf.agreement(x, labels), "diffusion_ddim_steps": DDIM_STEPS,
-                             "diffusion_guidance": GUIDANCE})
+    ev = Evaluation(
+        metrics={
+            "diffusion_label_agreement": clf.agreement(x, labels),
+            "diffusion_ddim_steps": DDIM_STEPS,
+            "diffusion_guidance": GUIDANCE,
+        }
+    )
     ev.images["diffusion_samples"] = x[: 10 * data.num_classes]
     return ev
 
@@ -111,9 +122,13 @@ def evaluate_gan(model, n: int, seed: int, std: float = 0.02) -> Evaluation:
     nearest, which = dist.min(dim=1)
     good = nearest <= 3 * std
     share = torch.bincount(which[good], minlength=len(centres)).float() / len(x)
-    ev = Evaluation(metrics={"gan_high_quality": good.float().mean().item(),
-                             "gan_modes_covered": int((share >= 0.05).sum()),
-                             "gan_min_mode_share": share.min().item()})
+    ev = Evaluation(
+        metrics={
+            "gan_high_quality": good.float().mean().item(),
+            "gan_modes_covered": int((share >= 0.05).sum()),
+            "gan_min_mode_share": share.min().item(),
+        }
+    )
     ev.points["gan_samples"] = x[:3000].numpy()
     ev.points["gan_modes"] = centres.numpy()
     return ev
@@ -128,9 +143,17 @@ def evaluate_rbm(model, seed: int) -> Evaluation:
     ais, ais_se = model.ais_log_partition(n_chains=1000, n_betas=2000, generator=_gen(seed, dev))
     samples = model.sample(100, steps=1000, generator=_gen(seed + 1, dev))
     valid = (torch.cdist(samples.float(), patterns) == 0).any(dim=1).float().mean().item()
-    ev = Evaluation(metrics={"rbm_loglik_exact": ll, "rbm_loglik_optimum": -math.log(len(patterns)),
-                             "rbm_logz_exact": log_z, "rbm_logz_ais": ais, "rbm_logz_ais_stderr": ais_se,
-                             "rbm_logz_ais_error": abs(ais - log_z), "rbm_sample_valid": valid})
+    ev = Evaluation(
+        metrics={
+            "rbm_loglik_exact": ll,
+            "rbm_loglik_optimum": -math.log(len(patterns)),
+            "rbm_logz_exact": log_z,
+            "rbm_logz_ais": ais,
+            "rbm_logz_ais_stderr": ais_se,
+            "rbm_logz_ais_error": abs(ais - log_z),
+            "rbm_sample_valid": valid,
+        }
+    )
     ev.images["rbm_samples"] = samples[:60].view(-1, 1, 3, 3).cpu()
     return ev
 
@@ -143,8 +166,9 @@ def evaluate_ar(model, data: ImageData, clf: DigitClassifier, n: int, seed: int)
     tokens = model.sample(n, cond=labels, temperature=1.0, generator=g)
     x = tokens_to_images(tokens.cpu(), data.size)
     topk = tokens_to_images(model.sample(n, cond=labels, temperature=1.0, top_k=3, generator=g).cpu(), data.size)
-    ev = Evaluation(metrics={"ar_label_agreement": clf.agreement(x, labels),
-                             "ar_label_agreement_top3": clf.agreement(topk, labels)})
+    ev = Evaluation(
+        metrics={"ar_label_agreement": clf.agreement(x, labels), "ar_label_agreement_top3": clf.agreement(topk, labels)}
+    )
     ev.images["ar_samples"] = x[: 10 * data.num_classes]
     return ev
 
@@ -161,8 +185,13 @@ def evaluate_sampling(seed: int, n: int = 100_000) -> Evaluation:
     reps, m = 100, 1000
     srs_means = [torch.rand(m, generator=g, dtype=torch.float64).exp().mean().item() for _ in range(reps)]
     strat_means = [stratified_uniform(m, generator=g).double().exp().mean().item() for _ in range(reps)]
-    return Evaluation(metrics={
-        "sampling_tail_exact": exact, "sampling_tail_srs": srs, "sampling_tail_is": is_est,
-        "sampling_tail_srs_rel_error": abs(srs - exact) / exact, "sampling_tail_is_rel_error": abs(is_est - exact) / exact,
-        "sampling_stratified_variance_ratio": float(np.var(srs_means) / max(np.var(strat_means), 1e-300)),
-    })
+    return Evaluation(
+        metrics={
+            "sampling_tail_exact": exact,
+            "sampling_tail_srs": srs,
+            "sampling_tail_is": is_est,
+            "sampling_tail_srs_rel_error": abs(srs - exact) / exact,
+            "sampling_tail_is_rel_error": abs(is_est - exact) / exact,
+            "sampling_stratified_variance_ratio": float(np.var(srs_means) / max(np.var(strat_means), 1e-300)),
+        }
+    )

@@ -76,17 +76,26 @@ class Recipe:
 
 # family -> preset -> training budget. lr and batch sizes were tuned on the digits / toy sets.
 BUDGETS: dict[str, dict[str, dict]] = {
-    "vae": {"tiny": dict(steps=30, batch_size=64, lr=2e-3),
-            "default": dict(steps=3000, batch_size=128, lr=2e-3, lr_schedule="cosine")},
-    "diffusion": {"tiny": dict(steps=30, batch_size=32, lr=2e-3, ema_decay=0.9),
-                  "default": dict(steps=4000, batch_size=128, lr=2e-3, ema_decay=0.995, warmup_steps=100,
-                                  lr_schedule="cosine")},
-    "gan": {"tiny": dict(steps=30, batch_size=64, lr=1e-3, betas=(0.5, 0.9)),
-            "default": dict(steps=3000, batch_size=256, lr=1e-3, betas=(0.5, 0.9), grad_clip=0.0)},
-    "rbm": {"tiny": dict(steps=30, batch_size=32, lr=5e-3, grad_clip=0.0),
-            "default": dict(steps=4000, batch_size=32, lr=5e-3, grad_clip=0.0)},
-    "ar": {"tiny": dict(steps=30, batch_size=32, lr=2e-3),
-           "default": dict(steps=2500, batch_size=128, lr=2e-3, lr_schedule="cosine")},
+    "vae": {
+        "tiny": dict(steps=30, batch_size=64, lr=2e-3),
+        "default": dict(steps=3000, batch_size=128, lr=2e-3, lr_schedule="cosine"),
+    },
+    "diffusion": {
+        "tiny": dict(steps=30, batch_size=32, lr=2e-3, ema_decay=0.9),
+        "default": dict(steps=2000, batch_size=128, lr=2e-3, ema_decay=0.999, warmup_steps=100),
+    },
+    "gan": {
+        "tiny": dict(steps=30, batch_size=64, lr=1e-3, betas=(0.5, 0.9)),
+        "default": dict(steps=3000, batch_size=256, lr=1e-3, betas=(0.5, 0.9), grad_clip=0.0),
+    },
+    "rbm": {
+        "tiny": dict(steps=30, batch_size=32, lr=5e-3, grad_clip=0.0),
+        "default": dict(steps=4000, batch_size=32, lr=5e-3, grad_clip=0.0),
+    },
+    "ar": {
+        "tiny": dict(steps=30, batch_size=32, lr=2e-3),
+        "default": dict(steps=1500, batch_size=64, lr=3e-3, lr_schedule="cosine"),
+    },
 }
 CHECKPOINT_EVERY = {"tiny": 10, "default": 500}
 LOG_EVERY = {"tiny": 5, "default": 50}
@@ -108,10 +117,15 @@ def build_model(family: str, preset: str, meta: dict) -> nn.Module:
         return VAE(enc, dec, feature_dim=feat, latent_dim=latent, likelihood="bernoulli", num_classes=k)
     if family == "diffusion":
         k = meta["num_classes"]
-        net = UNet(1, base_channels=_size(preset, 8, 64), channel_mult=(1, 2), num_res_blocks=_size(preset, 1, 2),
-                   num_classes=k)
-        return Diffusion(net, sample_shape=(1, meta["size"], meta["size"]), schedule="cosine", timesteps=1000,
-                         num_classes=k, cond_drop_prob=0.1)
+        net = UNet(1, base_channels=_size(preset, 8, 32), channel_mult=(1, 2), num_res_blocks=1, num_classes=k)
+        return Diffusion(
+            net,
+            sample_shape=(1, meta["size"], meta["size"]),
+            schedule="cosine",
+            timesteps=1000,
+            num_classes=k,
+            cond_drop_prob=0.1,
+        )
     if family == "gan":
         latent, width = _size(preset, 2, 8), _size(preset, 32, 256)
         gen = MLP(latent, 2, hidden=(width, width, width), act="relu")
@@ -122,7 +136,7 @@ def build_model(family: str, preset: str, meta: dict) -> nn.Module:
         return RBM(9, _size(preset, 4, 16), k=_size(preset, 1, 10))
     if family == "ar":
         k, length = meta["num_classes"], meta["size"] ** 2 + 1
-        net = LSTMLM(PIXEL_LEVELS + 1, d_model=_size(preset, 16, 256), n_layers=_size(preset, 1, 2), cond_dim=k)
+        net = LSTMLM(PIXEL_LEVELS + 1, d_model=_size(preset, 16, 128), n_layers=_size(preset, 1, 2), cond_dim=k)
         return Autoregressive(net, vocab_size=PIXEL_LEVELS + 1, bos_id=PIXEL_LEVELS, max_len=length, num_classes=k)
     raise ValueError(f"no recipe for family {family!r}")
 

@@ -20,19 +20,28 @@ TARGETS = [  # (metric, target, description): the foundation's acceptance figure
     ("sampling_stratified_variance_ratio", ">= 5", "variance of simple random / stratified estimates of E[exp(U)]"),
 ]
 
-TITLES = {"vae": "Conditional VAE on digits", "diffusion": "Class-conditional diffusion on digits",
-          "gan": "GAN on a ring of 8 Gaussians", "rbm": "RBM on 3x3 bars-and-stripes",
-          "ar": "Autoregressive pixel model of digits", "sampling": "Sampling techniques"}
+TITLES = {
+    "vae": "Conditional VAE on digits",
+    "diffusion": "Class-conditional diffusion on digits",
+    "gan": "GAN on a ring of 8 Gaussians",
+    "rbm": "RBM on 3x3 bars-and-stripes",
+    "ar": "Autoregressive pixel model of digits",
+    "sampling": "Sampling techniques",
+}
 
 
 def build_report(run: RunDir, evaluations: dict, metrics: dict, config, data_source: str) -> Page:
     page = Page("genlab core demo", subtitle=f"run {run.path.name}: every generative family on real small data")
-    page.text(f"Image families train on {data_source}. A logistic-regression classifier trained on the real "
-              f"images judges conditional samples (its own held-out accuracy: "
-              f"{metrics.get('classifier_real_accuracy', float('nan')):.3f}).")
+    page.text(
+        f"Image families train on {data_source}. A logistic-regression classifier trained on the real "
+        f"images judges conditional samples (its own held-out accuracy: "
+        f"{metrics.get('classifier_real_accuracy', float('nan')):.3f})."
+    )
     page.section("Acceptance figures")
-    page.table([{"metric": k, "value": metrics[k], "target": t, "what": d} for k, t, d in TARGETS if k in metrics],
-               columns=["metric", "value", "target", "what"])
+    page.table(
+        [{"metric": k, "value": metrics[k], "target": t, "what": d} for k, t, d in TARGETS if k in metrics],
+        columns=["metric", "value", "target", "what"],
+    )
     for family, ev in evaluations.items():
         page.section(TITLES.get(family, family))
         page.metrics({k: v for k, v in ev.metrics.items()})
@@ -40,8 +49,12 @@ def build_report(run: RunDir, evaluations: dict, metrics: dict, config, data_sou
             nrow = 10 if imgs.shape[-1] > 3 else 20
             page.image_grid(imgs, nrow=nrow, caption=name.replace("_", " "))
         if "gan_samples" in ev.points:
-            page.figure(figures.scatter_2d({"generated": ev.points["gan_samples"]}, title="GAN samples",
-                                           centres=ev.points["gan_modes"]), width=480)
+            page.figure(
+                figures.scatter_2d(
+                    {"generated": ev.points["gan_samples"]}, title="GAN samples", centres=ev.points["gan_modes"]
+                ),
+                width=480,
+            )
         log = run.path / family / "train.jsonl"
         if log.is_file():
             page.figure(figures.training_curves(log, smooth=0.8), caption=f"{family} training curves")

@@ -96,10 +96,7 @@ def diff_augment(x: torch.Tensor, policy: str | None = "color,translation,cutout
     if not names:
         return x
     if x.dim() != 4:
-        raise ConfigError(
-            f"DiffAugment works on images (B, C, H, W), got shape {tuple(x.shape)}; set augment=None for "
-            "non-image data"
-        )
+        raise ConfigError(f"DiffAugment needs images (B, C, H, W), got {tuple(x.shape)}; use augment=None")
     for name in names:
         for op in AUGMENTATIONS[name]:
             x = op(x)

@@ -59,8 +59,9 @@ class VAE(nn.Module):
             raise ConfigError(f"feature_dim={feature_dim} and latent_dim={latent_dim} must be >= 1")
         if beta < 0:
             raise ConfigError(f"beta={beta} must be >= 0 (1 is the ELBO)")
-        if likelihood == "module" and not (callable(getattr(decoder, "log_prob", None)) and callable(
-            getattr(decoder, "sample", None))):
+        if likelihood == "module" and not (
+            callable(getattr(decoder, "log_prob", None)) and callable(getattr(decoder, "sample", None))
+        ):
             raise ConfigError(
                 "likelihood='module' needs a decoder with log_prob(x, zc) and sample(zc, generator=None); "
                 "use 'bernoulli' or 'gaussian' for a plain decoder net"
@@ -245,6 +246,9 @@ class VAE(nn.Module):
         c = self._cond(cond, b, x_a.device)
         cs = None if c is None else c.unsqueeze(0).expand(steps, *c.shape).reshape(steps * b, -1)
         zc = with_condition(path.reshape(steps * b, -1), cs)
-        out = self.decoder.sample(zc, generator=generator) if self.likelihood == "module" else self._mean(
-            self.decoder(zc))
+        out = (
+            self.decoder.sample(zc, generator=generator)
+            if self.likelihood == "module"
+            else self._mean(self.decoder(zc))
+        )
         return out.reshape(steps, b, *out.shape[1:])

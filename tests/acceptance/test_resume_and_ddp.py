@@ -21,9 +21,27 @@ ENV = {**os.environ, "GENLAB_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
 def _demo_args(runs: Path, name: str, family: str, steps: int, extra=()):
-    return ["-m", "apps.core_demo", "--preset", "tiny", "--families", family, "--runs-dir", str(runs),
-            "--run-name", name, "--steps", str(steps), "--checkpoint-every", "7", "--log-every", "1",
-            "--no-evaluate", "--no-progress", *extra]
+    return [
+        "-m",
+        "apps.core_demo",
+        "--preset",
+        "tiny",
+        "--families",
+        family,
+        "--runs-dir",
+        str(runs),
+        "--run-name",
+        name,
+        "--steps",
+        str(steps),
+        "--checkpoint-every",
+        "7",
+        "--log-every",
+        "1",
+        "--no-evaluate",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _final_weights(runs: Path, name: str, family: str, step: int) -> dict:
@@ -44,13 +62,24 @@ def _logged_step(log: Path) -> int:
 @pytest.mark.parametrize("family", ["diffusion", "gan"])  # global-RNG noise + EMA; two optimisers
 def test_sigkill_then_resume_is_bitwise_equal(tmp_path, family):
     steps = 60
-    ref = subprocess.run([sys.executable, *_demo_args(tmp_path, "ref", family, steps)], cwd=ROOT, env=ENV,
-                         capture_output=True, text=True, timeout=600)
+    ref = subprocess.run(
+        [sys.executable, *_demo_args(tmp_path, "ref", family, steps)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert ref.returncode == 0, ref.stderr[-2000:]
 
     kill_at = random.Random(family).randint(10, steps - 10)
-    proc = subprocess.Popen([sys.executable, *_demo_args(tmp_path, "killed", family, steps)], cwd=ROOT, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, *_demo_args(tmp_path, "killed", family, steps)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     log = tmp_path / "core-demo" / "killed" / family / "train.jsonl"
     deadline = time.time() + 300
     while _logged_step(log) < kill_at and proc.poll() is None and time.time() < deadline:
@@ -61,8 +90,14 @@ def test_sigkill_then_resume_is_bitwise_equal(tmp_path, family):
     print(f"{family}: SIGKILL at logged step {killed_step} (target {kill_at})")
     assert killed_step < steps, "the run finished before it could be killed; lower the kill step"
 
-    resumed = subprocess.run([sys.executable, *_demo_args(tmp_path, "killed", family, steps)], cwd=ROOT, env=ENV,
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, *_demo_args(tmp_path, "killed", family, steps)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming from" in resumed.stderr
     a, b = _final_weights(tmp_path, "ref", family, steps), _final_weights(tmp_path, "killed", family, steps)
@@ -79,8 +114,9 @@ def test_truncated_latest_checkpoint_falls_back(tmp_path):
     newest = sorted(ckpts.iterdir())[-1]
     f = newest / "model.safetensors"
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
-    proc = subprocess.run([sys.executable, *_demo_args(tmp_path, "trunc", "gan", 28)], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, *_demo_args(tmp_path, "trunc", "gan", 28)], cwd=ROOT, env=ENV, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "is corrupt: model.safetensors has" in proc.stderr and "falling back" in proc.stderr
     assert "resuming from" in proc.stderr and "step-00000014" in proc.stderr
@@ -89,12 +125,31 @@ def test_truncated_latest_checkpoint_falls_back(tmp_path):
 @pytest.mark.slow
 def test_torchrun_two_processes_match_one(tmp_path):
     steps = 20
-    one = subprocess.run([sys.executable, *_demo_args(tmp_path, "one", "ar", steps)], cwd=ROOT, env=ENV,
-                         capture_output=True, text=True, timeout=600)
+    one = subprocess.run(
+        [sys.executable, *_demo_args(tmp_path, "one", "ar", steps)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          *_demo_args(tmp_path, "two", "ar", steps)], cwd=ROOT, env=ENV, capture_output=True,
-                         text=True, timeout=600)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            *_demo_args(tmp_path, "two", "ar", steps),
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = _final_weights(tmp_path, "one", "ar", steps), _final_weights(tmp_path, "two", "ar", steps)
     worst = max((a[k] - b[k]).abs().max().item() for k in a)

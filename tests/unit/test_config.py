@@ -63,8 +63,22 @@ def test_bad_values_name_the_field(data, message):
 
 def test_cli_overrides_file_and_defaults(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"steps": 7, "name": "x"}))
-    cfg = parse_config(Cfg, ["--config", str(tmp_path / "c.json"), "--name", "y", "--dims", "3,4,5",
-                             "--flag", "--inner.lr", "0.1", "--maybe", "none"])
+    cfg = parse_config(
+        Cfg,
+        [
+            "--config",
+            str(tmp_path / "c.json"),
+            "--name",
+            "y",
+            "--dims",
+            "3,4,5",
+            "--flag",
+            "--inner.lr",
+            "0.1",
+            "--maybe",
+            "none",
+        ],
+    )
     assert (cfg.steps, cfg.name, cfg.dims, cfg.flag, cfg.inner.lr, cfg.maybe) == (7, "y", (3, 4, 5), True, 0.1, None)
 
 

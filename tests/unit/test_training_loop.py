@@ -72,12 +72,14 @@ def test_resume_is_bitwise_equal(tmp_path):
     for a, b in zip(full.ema_model.parameters(), resumed.ema_model.parameters()):
         assert torch.equal(a, b)
     steps = [r["step"] for r in read_records(tmp_path / "split" / "train.jsonl")]
-    assert steps == sorted(set(steps)) and steps[-1] == 40 and "mse" in read_records(tmp_path / "split" / "train.jsonl")[0]
+    assert (
+        steps == sorted(set(steps)) and steps[-1] == 40 and "mse" in read_records(tmp_path / "split" / "train.jsonl")[0]
+    )
 
 
 def test_same_seed_same_result(tmp_path):
     runs = []
-    for i in range(2):
+    for _ in range(2):
         torch.manual_seed(0)
         runs.append(fit(NoisyRegressor(), StepBatches(_data(), 32, seed=3), _cfg(steps=15), run_dir=None))
     for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters()):

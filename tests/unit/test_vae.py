@@ -1,0 +1,213 @@
+"""Unit tests of the VAE family: the analytic KL against Monte Carlo, the ELBO / IWAE bounds, conditioning,
+the "module" likelihood path, and deterministic sampling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from shared.errors import ConfigError
+from shared.generative.vae import VAE
+
+D, F_DIM, L = 6, 16, 3  # data, feature and latent widths of the toy models
+
+
+def _encoder() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(D, F_DIM), nn.Tanh())
+
+
+def _decoder(cond_width: int = 0) -> nn.Module:
+    return nn.Sequential(nn.Linear(L + cond_width, 16), nn.Tanh(), nn.Linear(16, D))
+
+
+def _vae(**kw) -> VAE:
+    torch.manual_seed(0)
+    width = kw.get("num_classes", 0) + kw.get("cond_dim", 0)
+    return VAE(_encoder(), _decoder(width), F_DIM, L, **kw)
+
+
+def _binary_data(n: int = 8) -> torch.Tensor:
+    return (torch.rand(n, D, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+
+
+class ToyGaussianDecoder(nn.Module):
+    """A decoder that is its own distribution (the "module" protocol): x ~ N(W zc + b, I)."""
+
+    def __init__(self, in_dim: int):
+        super().__init__()
+        self.mean = nn.Linear(in_dim, D)
+
+    def log_prob(self, x: torch.Tensor, zc: torch.Tensor) -> torch.Tensor:
+        return torch.distributions.Normal(self.mean(zc), 1.0).log_prob(x).sum(dim=1)  # (B,)
+
+    def sample(self, zc: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        mu = self.mean(zc)
+        return mu + torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+
+
+def test_analytic_kl_matches_monte_carlo():
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(4, L, generator=g), torch.randn(4, L, generator=g) * 0.5
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    p = torch.distributions.Normal(torch.zeros(L), torch.ones(L))
+    z = q.sample((200_000,))  # (S, 4, L)
+    kl_mc = (q.log_prob(z) - p.log_prob(z)).sum(-1).mean(0)  # (4,)
+    kl = VAE.kl(mu, logvar)
+    assert kl.shape == (4,)
+    torch.testing.assert_close(kl, kl_mc, atol=0.02, rtol=0.01)
+    assert torch.allclose(VAE.kl(torch.zeros(2, L), torch.zeros(2, L)), torch.zeros(2))
+
+
+def test_iwae_k1_matches_elbo_in_expectation():
+    vae = _vae()
+    x = _binary_data(4)
+    reps = 3000
+    xs = x.repeat(reps, 1)  # (reps * 4, D): many independent single-sample draws per example
+    with torch.no_grad():
+        torch.manual_seed(1)
+        elbo = vae.elbo(xs).view(reps, 4)
+        torch.manual_seed(2)
+        iwae1 = vae.iwae_bound(xs, k=1).view(reps, 4)
+        # The same expectation through the analytic KL: E_q log p(x|z) - KL.
+        torch.manual_seed(3)
+        vae(( xs,))
+        mu, logvar = vae.encode(x)
+    se = (elbo.std(0) / math.sqrt(reps)).max().item()
+    torch.testing.assert_close(elbo.mean(0), iwae1.mean(0), atol=5 * se, rtol=0)
+    assert elbo.shape == (reps, 4) and torch.isfinite(elbo).all()
+    # stats["elbo"] is the batch mean with the analytic KL; it agrees with the single-sample form on average.
+    assert abs(vae.stats["elbo"].item() - elbo.mean().item()) < 5 * se + 0.05
+    assert torch.all(VAE.kl(mu, logvar) >= 0)
+
+
+def test_iwae_is_tighter_than_elbo_and_chunking_is_transparent():
+    vae = _vae()
+    x = _binary_data(16)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        elbo = torch.stack([vae.elbo(x) for _ in range(20)]).mean(0)  # (16,)
+        iwae = vae.iwae_bound(x, k=100)
+        iwae_chunked = vae.iwae_bound(x, k=100, chunk=7)
+    assert iwae.shape == (16,)
+    assert iwae.mean() > elbo.mean()
+    # Chunks draw different noise, but both are estimates of the same bound.
+    assert abs(iwae.mean() - iwae_chunked.mean()) < 0.1 * abs(iwae.mean() - elbo.mean()) + 0.05
+    with pytest.raises(ConfigError):
+        vae.iwae_bound(x, k=0)
+
+
+def test_forward_loss_stats_and_beta():
+    x = _binary_data(8)
+    losses = {}
+    for beta in (0.0, 1.0, 4.0):
+        vae = _vae(beta=beta)
+        torch.manual_seed(0)
+        losses[beta] = vae((x,))
+        assert losses[beta].dim() == 0 and torch.isfinite(losses[beta])
+        assert set(vae.stats) == {"recon", "kl", "elbo"}
+        assert not any(v.requires_grad for v in vae.stats.values())
+    kl = vae.stats["kl"]
+    # Same seed and weights: the loss is recon + beta * kl exactly.
+    torch.testing.assert_close(losses[4.0] - losses[1.0], 3 * kl)
+    torch.testing.assert_close(losses[1.0] - losses[0.0], kl)
+    losses[1.0].backward()
+    assert vae.objectives == {"loss": 1} and len(vae.objective_parameters("loss")) == len(list(vae.parameters()))
+
+
+def test_gaussian_likelihood_fixed_and_learned_std():
+    x = torch.randn(8, D)
+    fixed = _vae(likelihood="gaussian", gaussian_std=0.5)
+    learned = _vae(likelihood="gaussian")  # gaussian_std=None: a learned scalar log-sd
+    assert fixed.log_std is None and learned.log_std is not None
+    loss = learned((x,))
+    loss.backward()
+    assert learned.log_std.grad is not None
+    assert torch.isfinite(fixed((x,)))
+    assert fixed.sample(5, mean=False, generator=torch.Generator().manual_seed(0)).shape == (5, D)
+
+
+def test_conditional_vae_shapes_and_errors():
+    x = _binary_data(8)
+    y = torch.arange(8) % 3
+    vae = _vae(num_classes=3)
+    assert vae.head.in_features == F_DIM + 3
+    mu, logvar = vae.encode(x, y)
+    assert mu.shape == logvar.shape == (8, L)
+    assert torch.isfinite(vae((x, y)))
+    assert vae.elbo(x, y).shape == vae.iwae_bound(x, y, k=5).shape == (8,)
+    assert vae.sample(4, cond=2).shape == vae.sample(4, cond=torch.tensor([0, 1, 2, 0])).shape == (4, D)
+    assert vae.reconstruct(x, y).shape == (8, D)
+    with pytest.raises(ConfigError):
+        vae((x,))  # a conditional model needs labels
+    with pytest.raises(ConfigError):
+        vae.sample(2, cond=3)  # out of range
+    props = _vae(cond_dim=2)
+    c = torch.randn(8, 2)
+    assert torch.isfinite(props((x, c)))
+    assert props.sample(3, cond=torch.tensor([0.5, -1.0])).shape == (3, D)
+    with pytest.raises(ConfigError):
+        _vae(num_classes=3, cond_dim=2)
+    with pytest.raises(ConfigError):
+        _vae().encode(x, y)  # unconditional model given a condition
+
+
+def test_module_likelihood_matches_gaussian_decoder():
+    # A "module" decoder computing N(mean(zc), I) must give the same bound as likelihood="gaussian" with sd 1.
+    torch.manual_seed(0)
+    enc, dec = _encoder(), ToyGaussianDecoder(L)
+    as_module = VAE(enc, dec, F_DIM, L, likelihood="module")
+    as_gauss = VAE(enc, dec.mean, F_DIM, L, likelihood="gaussian", gaussian_std=1.0)
+    as_gauss.head.load_state_dict(as_module.head.state_dict())
+    x = torch.randn(5, D)
+    torch.manual_seed(1)
+    a = as_module.elbo(x)
+    torch.manual_seed(1)
+    b = as_gauss.elbo(x)
+    torch.testing.assert_close(a, b)
+    loss = as_module((x,))
+    loss.backward()
+    assert dec.mean.weight.grad is not None
+    assert as_module.iwae_bound(x, k=10).shape == (5,)
+    g = torch.Generator().manual_seed(3)
+    assert as_module.sample(4, generator=g).shape == (4, D)
+    assert as_module.interpolate(x[:2], x[2:4], steps=3).shape == (3, 2, D)
+    with pytest.raises(ConfigError):
+        VAE(_encoder(), _decoder(), F_DIM, L, likelihood="module")  # a plain net has no log_prob
+
+
+def test_fixed_generator_gives_identical_samples():
+    vae = _vae()
+    for mean in (True, False):
+        a = vae.sample(6, generator=torch.Generator().manual_seed(7), mean=mean)
+        b = vae.sample(6, generator=torch.Generator().manual_seed(7), mean=mean)
+        assert torch.equal(a, b)
+    c = vae.sample(6, generator=torch.Generator().manual_seed(8))
+    assert not torch.equal(a, c)
+    assert torch.all((vae.sample(6) >= 0) & (vae.sample(6) <= 1))  # Bernoulli means are probabilities
+    assert torch.equal(vae.sample(3, temperature=0.0), vae.decode(torch.zeros(3, L)))
+
+
+def test_interpolation_endpoints_are_reconstructions():
+    vae = _vae()
+    x = _binary_data(4)
+    for method in ("slerp", "lerp"):
+        path = vae.interpolate(x[:2], x[2:], steps=5, method=method)
+        assert path.shape == (5, 2, D)
+        torch.testing.assert_close(path[0], vae.reconstruct(x[:2]))
+        torch.testing.assert_close(path[-1], vae.reconstruct(x[2:]))
+    with pytest.raises(ConfigError):
+        vae.interpolate(x[:2], x[:3], steps=5)
+
+
+def test_bad_arguments_raise_config_error():
+    with pytest.raises(ConfigError):
+        _vae(likelihood="poisson")
+    with pytest.raises(ConfigError):
+        _vae(beta=-1.0)
+    with pytest.raises(ConfigError):
+        _vae(likelihood="gaussian", gaussian_std=0.0)
+    with pytest.raises(ConfigError):
+        _vae()((_binary_data(2),), "d")
