@@ -84,9 +84,18 @@ BUDGETS: dict[str, dict[str, dict]] = {
         "tiny": dict(steps=30, batch_size=32, lr=2e-3, ema_decay=0.9),
         "default": dict(steps=2000, batch_size=128, lr=2e-3, ema_decay=0.999, warmup_steps=100),
     },
+    # GAN: Adam (0.5, 0.999), no clipping, linear decay to 1% (samples sharpen as the step size falls).
     "gan": {
-        "tiny": dict(steps=30, batch_size=64, lr=1e-3, betas=(0.5, 0.9)),
-        "default": dict(steps=3000, batch_size=256, lr=1e-3, betas=(0.5, 0.9), grad_clip=0.0),
+        "tiny": dict(steps=30, batch_size=64, lr=1e-3, betas=(0.5, 0.999), grad_clip=0.0),
+        "default": dict(
+            steps=14_000,
+            batch_size=256,
+            lr=1e-3,
+            betas=(0.5, 0.999),
+            grad_clip=0.0,
+            lr_schedule="linear",
+            final_lr_ratio=0.01,
+        ),
     },
     "rbm": {
         "tiny": dict(steps=30, batch_size=32, lr=5e-3, grad_clip=0.0),
@@ -127,10 +136,12 @@ def build_model(family: str, preset: str, meta: dict) -> nn.Module:
             cond_drop_prob=0.1,
         )
     if family == "gan":
-        latent, width = _size(preset, 2, 8), _size(preset, 32, 256)
-        gen = MLP(latent, 2, hidden=(width, width, width), act="relu")
-        disc = MLP(2, width, hidden=(width, width), act="relu")
-        return GAN(gen, disc, latent_dim=latent, feature_dim=width, loss="nonsaturating")
+        # Non-saturating loss + R1 penalty (Mescheder et al. 2018): without R1 it collapses onto a few modes.
+        # ReLU MLPs with a deeper generator than discriminator give sharp jumps between modes.
+        latent, width = 8, _size(preset, 32, 128)
+        gen = MLP(latent, 2, hidden=(width,) * 4, act="relu")  # (B, 8) -> (B, 2)
+        disc = nn.Sequential(MLP(2, width, hidden=(width,) * 2, act="relu"), nn.ReLU())  # (B, 2) -> (B, width)
+        return GAN(gen, disc, latent_dim=latent, feature_dim=width, loss="nonsaturating", r1_weight=0.1)
     if family == "rbm":
         # CD-10 with 16 hidden units: PCD with Adam was unstable on this tiny set (see tests/acceptance).
         return RBM(9, _size(preset, 4, 16), k=_size(preset, 1, 10))
@@ -168,7 +179,7 @@ def make_recipe(family: str, preset: str, seed: int, images: ImageData | None) -
             batches = StepBatches((images_to_tokens(x), y), train.batch_size, seed=seed)
     elif family == "gan":
         meta = {}
-        batches = StepBatches(ring_of_gaussians(20_000, generator=g), train.batch_size, seed=seed)
+        batches = StepBatches(ring_of_gaussians(100_000, generator=g), train.batch_size, seed=seed)
     else:
         meta = {}
         batches = StepBatches(bars_and_stripes(3), train.batch_size, seed=seed)

@@ -52,8 +52,10 @@ class TrainConfig:
     """AdamW betas (GANs usually prefer 0.5,0.9 or 0.0,0.99)."""
     weight_decay: float = 0.0
     """AdamW decoupled weight decay."""
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    """Learning rate after warm-up: constant, or cosine decay to 10% of the peak at the last step."""
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    """Learning rate after warm-up: constant, or cosine / linear decay to `final_lr_ratio` of the peak at the end."""
+    final_lr_ratio: float = 0.1
+    """Where the cosine and linear schedules end, as a fraction of the peak learning rate."""
     warmup_steps: int = 0
     """Linear warm-up from 0 to the peak learning rate over this many steps."""
     grad_clip: float = 1.0
@@ -88,6 +90,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if not 0.0 <= self.final_lr_ratio <= 1.0:
+            raise ConfigError(f"train.final_lr_ratio must be in [0, 1], got {self.final_lr_ratio}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -109,13 +113,16 @@ class TrainResult:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate for optimiser step `step` (0-based): linear warm-up, then constant or cosine to 10%."""
+    """Learning rate for optimiser step `step` (0-based): linear warm-up, then constant, cosine or linear decay
+    to `final_lr_ratio` of the peak at the last step."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - 1 - cfg.warmup_steps))  # 1 at the last step
+    floor = cfg.final_lr_ratio
     if cfg.lr_schedule == "cosine":
-        span = max(1, cfg.steps - cfg.warmup_steps)
-        progress = min(1.0, (step - cfg.warmup_steps) / span)
-        return cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+        return cfg.lr * (floor + (1 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+    if cfg.lr_schedule == "linear":
+        return cfg.lr * (1.0 - (1.0 - floor) * progress)
     return cfg.lr
 
 

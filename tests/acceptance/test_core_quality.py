@@ -4,7 +4,10 @@
   digit by a logistic-regression classifier trained on real digits >= 90% of the time.
 - Diffusion on digits, class-conditional, 50 DDIM steps with guidance: >= 90% labelled as requested.
 - GAN on a ring of 8 Gaussians: 8/8 modes with >= 5% of 10k samples within 3 sd; >= 90% within 3 sd of a mode.
-(RBM and sampling targets: test_rbm_bars_stripes.py, test_sampling_acceptance.py; resume/DDP: test_resume_and_ddp.py.)
+- RBM on 3x3 bars-and-stripes: exact average log-likelihood >= -3.2 nats (optimum -ln 14 = -2.64); AIS log Z
+  within 0.1 of the exact value.
+All are trained by the shared loop with the demo's default recipes. (Sampling techniques:
+test_sampling_acceptance.py; resume and torchrun: test_resume_and_ddp.py.)
 """
 
 from __future__ import annotations
@@ -72,3 +75,9 @@ def test_diffusion_ddim_guided_samples_are_right(metrics):
 def test_gan_covers_every_mode_with_high_quality(metrics):
     assert metrics["gan_modes_covered"] == 8
     assert metrics["gan_high_quality"] >= 0.90
+
+
+@pytest.mark.slow
+def test_rbm_likelihood_and_ais(metrics):
+    assert metrics["rbm_loglik_exact"] >= -3.2
+    assert metrics["rbm_logz_ais_error"] < 0.1

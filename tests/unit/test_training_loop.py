@@ -120,6 +120,8 @@ def test_lr_schedule():
     cfg = TrainConfig(steps=100, lr=1.0, warmup_steps=10, lr_schedule="cosine")
     assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
     assert lr_at(99, cfg) == pytest.approx(0.1, abs=0.01)
+    lin = TrainConfig(steps=101, lr=1.0, lr_schedule="linear", final_lr_ratio=0.01)
+    assert lr_at(0, lin) == 1.0 and lr_at(50, lin) == pytest.approx(0.505) and lr_at(100, lin) == pytest.approx(0.01)
 
 
 def test_step_batches_are_a_function_of_the_step_and_shard_exactly():

@@ -73,7 +73,7 @@ def test_iwae_k1_matches_elbo_in_expectation():
         iwae1 = vae.iwae_bound(xs, k=1).view(reps, 4)
         # The same expectation through the analytic KL: E_q log p(x|z) - KL.
         torch.manual_seed(3)
-        vae(( xs,))
+        vae((xs,))
         mu, logvar = vae.encode(x)
     se = (elbo.std(0) / math.sqrt(reps)).max().item()
     torch.testing.assert_close(elbo.mean(0), iwae1.mean(0), atol=5 * se, rtol=0)
