@@ -5,6 +5,7 @@ from __future__ import annotations
 from shared.report import figures
 from shared.report.page import Page
 from shared.runs import RunDir
+from shared.training.metrics_log import read_records
 
 TARGETS = [  # (metric, target, description): the foundation's acceptance figures
     ("vae_iwae_gain", "> 0", "VAE: IWAE (k=100) minus ELBO on held-out digits, nats"),
@@ -19,6 +20,15 @@ TARGETS = [  # (metric, target, description): the foundation's acceptance figure
     ("sampling_tail_srs_rel_error", "> 0.30", "simple random sampling, same, for contrast"),
     ("sampling_stratified_variance_ratio", ">= 5", "variance of simple random / stratified estimates of E[exp(U)]"),
 ]
+
+CAPTIONS = {
+    "vae_samples": "Class-conditional VAE samples (decoder means, z from the prior): column j is digit j",
+    "vae_latent_sweep": "Stratified sweep of latent axis 0 (10 quantile strata of N(0,1)), one row per class",
+    "vae_interpolation": "Slerp between the posterior means of two held-out digits",
+    "diffusion_samples": "Diffusion samples, 50 DDIM steps, guidance 2: column j is digit j",
+    "rbm_samples": "RBM samples after 1,000 Gibbs steps (3x3 patterns)",
+    "ar_samples": "Autoregressive samples at temperature 1, pixel by pixel: column j is digit j",
+}
 
 TITLES = {
     "vae": "Conditional VAE on digits",
@@ -47,7 +57,7 @@ def build_report(run: RunDir, evaluations: dict, metrics: dict, config, data_sou
         page.metrics({k: v for k, v in ev.metrics.items()})
         for name, imgs in ev.images.items():
             nrow = 10 if imgs.shape[-1] > 3 else 20
-            page.image_grid(imgs, nrow=nrow, caption=name.replace("_", " "))
+            page.image_grid(imgs, nrow=nrow, caption=CAPTIONS.get(name, name.replace("_", " ")))
         if "gan_samples" in ev.points:
             page.figure(
                 figures.scatter_2d(
@@ -57,7 +67,9 @@ def build_report(run: RunDir, evaluations: dict, metrics: dict, config, data_sou
             )
         log = run.path / family / "train.jsonl"
         if log.is_file():
-            page.figure(figures.training_curves(log, smooth=0.8), caption=f"{family} training curves")
+            records = read_records(log)
+            keys = sorted({k for r in records for k in r if k not in ("step", "time_s", "steps_per_s")})
+            page.figure(figures.training_curves(records, keys=keys, smooth=0.8), caption=f"{family} training curves")
         for note in ev.notes:
             page.callout(note)
     page.provenance(config=config)
