@@ -12,13 +12,13 @@ RUN    ?= demo
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
-setup: $(STAMP)  ## create .venv, install torch (CPU) first, then genlab editable; a second call costs nothing
+setup: $(STAMP)  ## create .venv, install torch (CPU) first, then genlab editable with dev tools; a second call costs nothing
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
 demo: setup  ## train every core family on real small data and write runs/core-demo/$(RUN)/report.html

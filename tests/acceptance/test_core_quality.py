@@ -33,7 +33,7 @@ def metrics(tmp_path_factory):
             "-m",
             "apps.core_demo",
             "--families",
-            "vae,diffusion,gan",
+            "vae,diffusion,gan,rbm",
             "--runs-dir",
             str(runs),
             "--run-name",
