@@ -78,5 +78,8 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown() -> None:
+    """Leave the process group together: a rank that tears down gloo while its peer still talks to it makes the
+    peer abort (SIGABRT), so every rank waits at a barrier first (rank 0 may still be evaluating)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
