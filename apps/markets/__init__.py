@@ -1,5 +1,6 @@
 """markets: multi-asset scenario generation for risk (issue 5, in progress).
 
-Landed so far: the data layer (bundled real prices, yfinance adapter with a Parquet cache), stylized-fact scores
-and VaR/ES backtests. Generators, the CLI and the report come next.
+Landed: the data layer (data.py), stylized-fact scores (stylized.py), VaR/ES backtests (backtest.py), classical
+baselines with a rolling out-of-sample backtest (baselines.py) and the `backtest` command (__main__.py). The deep
+scenario generators, the held-out evaluation and the scenario report come next.
 """

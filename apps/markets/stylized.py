@@ -158,8 +158,9 @@ def acf_score(real, generated, f: str = "id", max_lag: int = 250) -> float:
     at path length - 1. real (T,) / (T, A); generated (P, L) / (P, L, A). Lower is better.
     """
     fn = _transform(f)
-    return _per_asset_score(fn(np.asarray(real, dtype=np.float64)), fn(np.asarray(generated, dtype=np.float64)),
-                            max_lag, _acf_rows)
+    return _per_asset_score(
+        fn(np.asarray(real, dtype=np.float64)), fn(np.asarray(generated, dtype=np.float64)), max_lag, _acf_rows
+    )
 
 
 def leverage_score(real, generated, max_lag: int = 250) -> float:
@@ -200,9 +201,7 @@ def emd(real, generated, horizon: int = 1) -> float:
     """
     r, g = _pair(real, generated)
     h = _check_horizon(horizon, min(r.shape[0], g.shape[1]), "real or path")
-    out = [
-        stats.wasserstein_distance(_overlapping(r[:, a], h), _aggregate(g[:, :, a], h)) for a in range(r.shape[1])
-    ]
+    out = [stats.wasserstein_distance(_overlapping(r[:, a], h), _aggregate(g[:, :, a], h)) for a in range(r.shape[1])]
     return float(np.mean(out))
 
 
@@ -367,8 +366,9 @@ def discriminative_score(real_windows, fake_windows, seed: int = 0, test_fractio
 # ---------------------------------------------------------------- summary table
 
 
-def stylized_facts_table(real, generated_by_name: dict, max_lag: int = 250,
-                         horizons: tuple[int, ...] = EMD_HORIZONS, seed: int = 0) -> list[dict]:
+def stylized_facts_table(
+    real, generated_by_name: dict, max_lag: int = 250, horizons: tuple[int, ...] = EMD_HORIZONS, seed: int = 0
+) -> list[dict]:
     """One flat row per generator: scores against `real` and facts of the generated returns.
 
     real (T,) / (T, A); each generated (P, L) / (P, L, A). Keys: name, acf_id, acf_abs, acf_sq, leverage,
