@@ -20,7 +20,7 @@ from torch import nn
 
 from apps.core_demo.data import bars_and_stripes, ring_modes
 from apps.core_demo.recipes import ImageData, tokens_to_images
-from shared.sampling.monte_carlo import stratified_normal, stratified_uniform
+from shared.sampling.monte_carlo import importance_estimate, stratified_normal, stratified_uniform
 
 DDIM_STEPS = 50
 GUIDANCE = 2.0
@@ -180,8 +180,8 @@ def evaluate_sampling(seed: int, n: int = 100_000) -> Evaluation:
     exact = 0.5 * math.erfc(4 / math.sqrt(2))
     srs = (torch.randn(n, generator=g, dtype=torch.float64) > 4).double().mean().item()
     y = torch.randn(n, generator=g, dtype=torch.float64) + 4  # proposal q = N(4, 1)
-    w = torch.exp(-0.5 * y**2 + 0.5 * (y - 4) ** 2)  # p(y)/q(y)
-    is_est = ((y > 4).double() * w).mean().item()
+    log_p, log_q = -0.5 * y**2, -0.5 * (y - 4) ** 2  # the common normalising constant cancels in p/q
+    is_est = importance_estimate((y > 4).double(), log_p, log_q, self_normalised=False).mean
     reps, m = 100, 1000
     srs_means = [torch.rand(m, generator=g, dtype=torch.float64).exp().mean().item() for _ in range(reps)]
     strat_means = [stratified_uniform(m, generator=g).double().exp().mean().item() for _ in range(reps)]

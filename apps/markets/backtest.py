@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
+from apps.markets.arrays import finite_array
 from shared.errors import ConfigError, DataError
 
 
@@ -47,21 +48,9 @@ def _check_alpha(alpha: float) -> float:
     return alpha
 
 
-def _as_series(x, name: str) -> np.ndarray:
-    """A 1-D finite float array, (T,)."""
-    arr = np.asarray(x, dtype=float)
-    if arr.ndim != 1:
-        raise DataError(f"{name} must be 1-D (one value per day), got shape {arr.shape}; flatten or select a column")
-    if arr.size == 0:
-        raise DataError(f"{name} is empty; pass at least one day of data")
-    if not np.all(np.isfinite(arr)):
-        raise DataError(f"{name} contains NaN or inf; drop or fill those days before backtesting")
-    return arr
-
-
 def _as_hits(hits) -> np.ndarray:
     """A 1-D int array of 0/1 exceedance indicators, (T,)."""
-    arr = _as_series(hits, "hits")
+    arr = finite_array(hits, "hits")
     if not np.all((arr == 0) | (arr == 1)):
         raise DataError("hits must contain only 0/1 (or booleans); compute them with exceedances(returns, var)")
     return arr.astype(np.int64)
@@ -83,8 +72,8 @@ def _loglik_bernoulli(k: float, n: float, p: float) -> float:
 
 def exceedances(returns, var) -> np.ndarray:
     """Hit sequence I_t = 1{-r_t > VaR_t}: returns (T,), var (T,) or scalar -> (T,) int 0/1."""
-    r = _as_series(returns, "returns")
-    v = np.broadcast_to(np.asarray(var, dtype=float), r.shape) if np.ndim(var) == 0 else _as_series(var, "var")
+    r = finite_array(returns, "returns")
+    v = np.broadcast_to(np.asarray(var, dtype=float), r.shape) if np.ndim(var) == 0 else finite_array(var, "var")
     _same_length(returns=r, var=v)
     return (-r > v).astype(np.int64)
 
@@ -146,9 +135,9 @@ def acerbi_szekely_z2(returns, var, es, alpha: float) -> float:
     reject at the lower tail (compare with `z2_critical_value`).
     """
     alpha = _check_alpha(alpha)
-    r = _as_series(returns, "returns")
+    r = finite_array(returns, "returns")
     hits = exceedances(r, var)
-    e = np.broadcast_to(np.asarray(es, dtype=float), r.shape) if np.ndim(es) == 0 else _as_series(es, "es")
+    e = np.broadcast_to(np.asarray(es, dtype=float), r.shape) if np.ndim(es) == 0 else finite_array(es, "es")
     _same_length(returns=r, es=e)
     if np.any(e <= 0):
         raise DataError("es must be positive loss levels (ES_t > 0); pass ES as a positive number, not a return")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from apps.markets.arrays import finite_array
 from shared.errors import ConfigError, DataError
 
 EMD_HORIZONS = (1, 5, 20, 100)
@@ -26,22 +27,10 @@ MIN_LENGTH = 3  # fewer observations give no autocorrelation at lag 1
 # ---------------------------------------------------------------- validation
 
 
-def _finite(x, name: str, ndims: tuple[int, ...]) -> np.ndarray:
-    """Return `x` as a float64 array after checking its rank and that it holds no NaN/inf."""
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim not in ndims:
-        raise DataError(f"{name} has shape {arr.shape}; pass an array with {' or '.join(map(str, ndims))} dimensions")
-    if arr.size == 0:
-        raise DataError(f"{name} is empty; pass at least {MIN_LENGTH} returns")
-    if not np.all(np.isfinite(arr)):
-        raise DataError(f"{name} contains NaN or inf; drop or fill missing returns before scoring")
-    return arr
-
-
 def _pair(real, generated) -> tuple[np.ndarray, np.ndarray]:
     """Validate a (real, generated) pair and return them as (T, A) and (P, L, A)."""
-    r = _finite(real, "real", (1, 2))
-    g = _finite(generated, "generated", (2, 3))
+    r = finite_array(real, "real", (1, 2))
+    g = finite_array(generated, "generated", (2, 3))
     if g.ndim != r.ndim + 1:
         raise DataError(
             f"real {r.shape} and generated {g.shape} do not match; use real (T,) with generated (P, L), "
@@ -58,7 +47,7 @@ def _pair(real, generated) -> tuple[np.ndarray, np.ndarray]:
 
 def _rows(x, name: str) -> np.ndarray:
     """(T,) or (P, L) -> (P, L) with P = 1 for a single series, validated."""
-    arr = _finite(x, name, (1, 2))
+    arr = finite_array(x, name, (1, 2))
     arr = arr[None, :] if arr.ndim == 1 else arr
     if arr.shape[1] < MIN_LENGTH:
         raise DataError(f"{name} has length {arr.shape[1]}; need at least {MIN_LENGTH} returns")
@@ -210,7 +199,7 @@ def excess_kurtosis(x) -> float | np.ndarray:
 
     x: (T,) -> float; (T, A) -> (A,) per asset.
     """
-    arr = _finite(x, "x", (1, 2))
+    arr = finite_array(x, "x", (1, 2))
     if arr.shape[0] < 4:
         raise DataError(f"x has {arr.shape[0]} observations; kurtosis needs at least 4")
     d = arr - arr.mean(axis=0)
@@ -228,7 +217,7 @@ def hill_tail_index(x, tail_fraction: float = 0.05) -> float:
     1 / alpha = (1/k) sum_{i=1}^k ln |x|_(i) - ln |x|_(k+1). Daily returns give alpha ~ 2-5 (Cont 2001, sec. 4);
     Student-t(nu) has alpha = nu. x of any shape is pooled.
     """
-    arr = _finite(x, "x", (1, 2, 3)).ravel()
+    arr = finite_array(x, "x", (1, 2, 3)).ravel()
     if not 0.0 < tail_fraction < 0.5:
         raise ConfigError(f"tail_fraction must be in (0, 0.5), got {tail_fraction}")
     k = int(np.floor(tail_fraction * arr.size))
@@ -287,7 +276,7 @@ def high_vol_correlation(x, quantile: float = 0.9) -> tuple[float, float]:
     Returns (corr_high, corr_rest). Conditioning on large moves biases correlations up even for a constant-
     correlation Gaussian (Forbes & Rigobon 2002): compare real and generated, not the two numbers alone.
     """
-    arr = _finite(x, "x", (2, 3))
+    arr = finite_array(x, "x", (2, 3))
     arr = arr.reshape(-1, arr.shape[-1])  # (N, A)
     if arr.shape[1] < 2:
         raise DataError("high_vol_correlation needs at least 2 assets; pass x with shape (T, A), A >= 2")
@@ -339,8 +328,8 @@ def discriminative_score(real_windows, fake_windows, seed: int = 0, test_fractio
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    r = _finite(real_windows, "real_windows", (2, 3))
-    f = _finite(fake_windows, "fake_windows", (2, 3))
+    r = finite_array(real_windows, "real_windows", (2, 3))
+    f = finite_array(fake_windows, "fake_windows", (2, 3))
     r = r[..., None] if r.ndim == 2 else r
     f = f[..., None] if f.ndim == 2 else f
     if r.shape[1:] != f.shape[1:]:

@@ -126,35 +126,12 @@ def test_user_npz_images(python, repo_root, tmp_path):
     rng = np.random.default_rng(0)
     images = (rng.random((40, 8, 8)) > 0.5).astype("float32")
     np.savez(tmp_path / "imgs.npz", images=images, labels=np.arange(40) % 2)
-    proc = _run(
-        python,
-        repo_root,
-        "--preset",
-        "tiny",
-        "--families",
-        "vae",
-        "--data",
-        str(tmp_path / "imgs.npz"),
-        "--runs-dir",
-        str(tmp_path),
-        "--eval-samples",
-        "20",
-        "--no-progress",
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
     np.savez(tmp_path / "bad.npz", images=images * 255)
-    _assert_one_line_error(
-        _run(
-            python,
-            repo_root,
-            "--preset",
-            "tiny",
-            "--families",
-            "vae",
-            "--data",
-            str(tmp_path / "bad.npz"),
-            "--runs-dir",
-            str(tmp_path),
-        ),
-        "must lie in [0, 1]",
-    )
+
+    def vae_on(npz: str, *extra):
+        args = ["--preset", "tiny", "--families", "vae", "--data", str(tmp_path / npz), "--runs-dir", str(tmp_path)]
+        return _run(python, repo_root, *args, *extra)
+
+    proc = vae_on("imgs.npz", "--eval-samples", "20", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _assert_one_line_error(vae_on("bad.npz"), "must lie in [0, 1]")
