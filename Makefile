@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.genlab-setup
 TORCH  := torch==2.13.0
 RUN    ?= demo
 
-.PHONY: setup demo test test-fast lint format bench clean-runs help
+.PHONY: setup demo markets test test-fast lint format bench clean-runs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -21,8 +21,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
-demo: setup  ## train every core family on real small data and write runs/core-demo/$(RUN)/report.html
+demo: setup  ## core families on real small data, then a short markets run; reports under runs/
 	$(BIN)/python -m apps.core_demo --run-name $(RUN)
+	$(BIN)/python -m apps.markets all --run-name demo --tickers AAPL,MSFT,JPM,XOM,KO --source bundled \
+		--start 2004-01-01 --split 2012-01-01 --end 2016-12-31 --train.steps 1000 --eval-paths 40 --scenarios 500
+
+markets: setup  ## scenario generation on the bundled 20-stock universe: runs/markets/default/report.html
+	$(BIN)/python -m apps.markets all --run-name default
 
 test: setup  ## the whole suite: unit, smoke, slow (gpu tests skip without CUDA)
 	$(BIN)/python -m pytest

@@ -1,15 +1,152 @@
-"""The markets app's configs; `python -m apps.markets <command> --help` is derived from them."""
+"""The markets app's configs; `python -m apps.markets <command> --help` is derived from them.
+
+`MarketsConfig` drives data / train / generate / evaluate / report / all (one config, so every step of a run sees
+the same tickers, dates and models); `BacktestConfig` drives the standalone rolling VaR/ES backtest of one series.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared.errors import ConfigError
+from shared.training import TrainConfig
+
+DEEP = ("cvae", "cgan")
+CLASSICAL = ("garch-t", "fhs", "bootstrap", "hs")
+
+
+@dataclass
+class DeepConfig:
+    """Network sizes and objective settings of the deep generators (their training schedule is `train`)."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of every MLP (encoder, decoder, generator, discriminator)."""
+    latent_dim: int = 16
+    """Latent noise width."""
+    vae_beta: float = 1.0
+    """KL weight of the VAE (1 = the ELBO)."""
+    gan_loss: str = "wgan-gp"
+    """GAN loss: wgan-gp or nonsaturating."""
+    gan_r1: float = 0.0
+    """R1 penalty weight of the GAN discriminator (0 = off)."""
+    gan_lr_ratio: float = 0.2
+    """The GAN trains at this fraction of --train.lr, with Adam betas (0.5, 0.9)."""
+    x_clip: float = 6.0
+    """Generated normalised returns are clipped to +-this many conditional sds. Rarer draws, fed back into the
+    variance state, make rolled-out paths explosive (at 10 the 20-stock paths run at 1.6x the real volatility)."""
+    cap_factor: float = 2.0
+    """Generated paths keep their variance state below this times the largest one of the training data."""
+
+    def __post_init__(self):
+        if not self.hidden or any(h < 1 for h in self.hidden) or self.latent_dim < 1:
+            raise ConfigError(f"--deep.hidden={self.hidden} and --deep.latent-dim={self.latent_dim} must be positive")
+        if self.gan_loss not in ("wgan-gp", "nonsaturating"):
+            raise ConfigError(f"--deep.gan-loss must be wgan-gp or nonsaturating, got {self.gan_loss!r}")
+        if self.x_clip < 3 or self.cap_factor < 1:
+            raise ConfigError(f"--deep.x-clip={self.x_clip} must be >= 3 and --deep.cap-factor >= 1")
+
+
+def _deep_train() -> TrainConfig:
+    return TrainConfig(steps=5000, batch_size=256, lr=1e-3, lr_schedule="cosine", checkpoint_every=1000)
+
+
+def check_portfolio(tickers: tuple[str, ...], weights: tuple[float, ...], long_short: bool) -> None:
+    """One weight per ticker; long-only weights in [0, 1] summing to 1 unless long/short is asked for."""
+    if weights and not tickers:
+        raise ConfigError("--weights needs --tickers (one weight per ticker, in the same order)")
+    if weights and len(weights) != len(tickers):
+        raise ConfigError(f"{len(weights)} weights for {len(tickers)} tickers; give one weight per ticker")
+    if len(set(tickers)) != len(tickers):
+        raise ConfigError(f"--tickers repeats a ticker: {','.join(tickers)}")
+    if weights and not long_short:
+        if abs(sum(weights) - 1.0) > 1e-6:
+            raise ConfigError(f"weights sum to {sum(weights):.6g}, not 1; rescale them or pass --long-short")
+        if min(weights) < 0:
+            raise ConfigError("a negative weight needs --long-short (long-only weights are >= 0)")
+
+
+def check_dates(start: str, end: str) -> None:
+    import pandas as pd
+
+    try:
+        s = pd.Timestamp(start) if start else None
+        e = pd.Timestamp(end) if end else None
+    except ValueError:
+        raise ConfigError(f"--start {start!r} / --end {end!r}: dates must be YYYY-MM-DD") from None
+    if s is not None and e is not None and s >= e:
+        raise ConfigError(f"--start {start} is not before --end {end}; swap them")
+
+
+@dataclass
+class MarketsConfig:
+    """A scenario-generation run: data, deep and classical generators, held-out evaluation, risk and report."""
+
+    run_name: str = "default"
+    """Run folder runs/markets/<run-name>/ (re-running resumes training and overwrites outputs)."""
+    runs_dir: str = "runs"
+    """Root folder of all runs."""
+    universe: str = "sp500-20"
+    """Bundled data when no --tickers are given (or offline): sp500-20, sp500-index, nasdaq-index."""
+    tickers: tuple[str, ...] = ()
+    """Tickers of the portfolio, comma-separated (default: the whole universe)."""
+    weights: tuple[float, ...] = ()
+    """Portfolio weights matching --tickers (default: equal weights)."""
+    long_short: bool = False
+    """Allow negative weights and weights not summing to 1."""
+    start: str = ""
+    """First date of the data, YYYY-MM-DD (default: all history)."""
+    end: str = ""
+    """Last date of the data, YYYY-MM-DD (default: all history)."""
+    source: str = "auto"
+    """Where prices come from: auto (cache, then yfinance, then bundled), bundled, or yfinance."""
+    split: str = "2015-01-01"
+    """First day of the held-out test period; models are trained on the days before it."""
+    generators: tuple[str, ...] = DEEP + CLASSICAL
+    """Generators to run: deep cvae, cgan; classical garch-t, fhs, bootstrap, hs."""
+    eval_paths: int = 100
+    """Generated paths per generator for the held-out stylized facts (each as long as the test period)."""
+    scenarios: int = 1000
+    """Scenarios per generator for risk figures and the exported file."""
+    horizon: int = 252
+    """Days per exported scenario (from the last date of the data)."""
+    window: int = 20
+    """Window length (days) of the discriminative score and the memorisation check."""
+    stress_dates: tuple[str, ...] = ("2008-09-12", "2020-02-21")
+    """Stress scenarios start from the market state on these dates (Lehman weekend, COVID crash)."""
+    stress_horizon: int = 20
+    """Days of each stress scenario."""
+    backtest_alpha: float = 0.025
+    """Tail probability of the held-out 1-day VaR/ES backtest (0.025 = 97.5% VaR)."""
+    backtest_samples: int = 2000
+    """Draws per day for the deep generators' 1-day VaR/ES."""
+    seed: int = 0
+    """Seed of every random stream."""
+    deep: DeepConfig = field(default_factory=DeepConfig)
+    train: TrainConfig = field(default_factory=_deep_train)
+
+    def __post_init__(self):
+        unknown = [g for g in self.generators if g not in DEEP + CLASSICAL]
+        if unknown or not self.generators:
+            raise ConfigError(
+                f"unknown generator {(unknown or ['(none)'])[0]!r}; choose from {', '.join(DEEP + CLASSICAL)}"
+            )
+        check_portfolio(self.tickers, self.weights, self.long_short)
+        check_dates(self.start, self.end)
+        check_dates("", self.split)
+        for name in ("eval_paths", "scenarios", "horizon", "backtest_samples", "stress_horizon"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.eval_paths < 20:
+            raise ConfigError(f"--eval-paths must be >= 20 for the discriminative score, got {self.eval_paths}")
+        if self.window < 5:
+            raise ConfigError(f"--window must be >= 5 days, got {self.window}")
+        if not 0 < self.backtest_alpha < 0.5:
+            raise ConfigError(f"--backtest-alpha must be in (0, 0.5), e.g. 0.025; got {self.backtest_alpha}")
 
 
 @dataclass
 class BacktestConfig:
-    """Rolling out-of-sample 1-day VaR/ES backtest of the classical baselines on one return series."""
+    """Rolling out-of-sample 1-day VaR/ES backtest of baselines and deep generators on one return series."""
 
     run_name: str = "backtest"
     """Run folder runs/markets/<run-name>/ (re-running overwrites its backtest outputs)."""
@@ -20,7 +157,9 @@ class BacktestConfig:
     tickers: tuple[str, ...] = ()
     """Tickers of the portfolio, comma-separated (default: the whole universe)."""
     weights: tuple[float, ...] = ()
-    """Portfolio weights matching --tickers, summing to 1 (default: equal weights)."""
+    """Portfolio weights matching --tickers (default: equal weights)."""
+    long_short: bool = False
+    """Allow negative weights and weights not summing to 1."""
     start: str = ""
     """First date of the data, YYYY-MM-DD (default: all history)."""
     end: str = ""
@@ -30,25 +169,32 @@ class BacktestConfig:
     alpha: float = 0.025
     """Tail probability of the VaR/ES (0.025 = 97.5% VaR)."""
     window: int = 1000
-    """Rolling estimation window in trading days."""
+    """Rolling estimation window in trading days (the deep models train on all days before each refit)."""
     refit_every: int = 20
-    """Refit the models every this many days (the GARCH filter still updates daily)."""
+    """Refit the classical models every this many days (the GARCH filter still updates daily)."""
+    deep_refit_every: int = 500
+    """Retrain the deep generators every this many days (their state still updates daily)."""
+    samples: int = 2000
+    """Draws per day for the deep generators' VaR/ES."""
     models: tuple[str, ...] = ("hs", "garch-n", "garch-t", "fhs")
-    """Baselines to backtest: hs, garch-n, garch-t, fhs."""
+    """Models to backtest: hs, garch-n, garch-t, fhs, and the deep cvae, cgan."""
+    seed: int = 0
+    """Seed of every random stream."""
+    deep: DeepConfig = field(default_factory=DeepConfig)
+    train: TrainConfig = field(default_factory=_deep_train)
 
     def __post_init__(self):
         from apps.markets.baselines import MODELS
 
-        unknown = [m for m in self.models if m not in MODELS]
+        unknown = [m for m in self.models if m not in MODELS + DEEP]
         if unknown or not self.models:
-            raise ConfigError(f"unknown baseline {(unknown or ['(none)'])[0]!r}; choose from {', '.join(MODELS)}")
+            raise ConfigError(f"unknown model {(unknown or ['(none)'])[0]!r}; choose from {', '.join(MODELS + DEEP)}")
         if not 0 < self.alpha < 0.5:
             raise ConfigError(f"--alpha must be in (0, 0.5) (e.g. 0.025 for 97.5% VaR), got {self.alpha}")
-        if self.window < 100 or self.refit_every < 1:
-            raise ConfigError(f"--window must be >= 100 and --refit-every >= 1, got {self.window}, {self.refit_every}")
-        if self.weights and len(self.weights) != len(self.tickers):
+        if self.window < 100 or self.refit_every < 1 or self.deep_refit_every < 1:
             raise ConfigError(
-                f"{len(self.weights)} weights for {len(self.tickers)} tickers; give one weight per ticker"
+                f"--window must be >= 100 and the refit intervals >= 1, got {self.window}, {self.refit_every}, "
+                f"{self.deep_refit_every}"
             )
-        if self.weights and abs(sum(self.weights) - 1.0) > 1e-6:
-            raise ConfigError(f"weights sum to {sum(self.weights):.6g}, not 1; rescale them")
+        check_portfolio(self.tickers, self.weights, self.long_short)
+        check_dates(self.start, self.end)

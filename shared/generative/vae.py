@@ -252,3 +252,36 @@ class VAE(nn.Module):
             else self._mean(self.decoder(zc))
         )
         return out.reshape(steps, b, *out.shape[1:])
+
+
+class GaussianDecoder(nn.Module):
+    """A decoder distribution for likelihood="module": p(x | zc) = N(mu(zc), diag sigma(zc)^2), both from one net.
+
+    net maps zc (B, latent + C) -> (B, 2 D): means and log-sds of D = `dim` outputs. A per-example, per-output
+    scale (heteroscedastic, as in Nix & Weigend 1994) lets the condition set the spread of x by maximum likelihood,
+    which a single learned scale cannot; log-sds are soft-clamped to [min_log_std, max_log_std] for stability.
+    """
+
+    def __init__(self, net: nn.Module, dim: int, min_log_std: float = -7.0, max_log_std: float = 3.0):
+        super().__init__()
+        self.net, self.dim = net, int(dim)
+        self.min_log_std, self.max_log_std = float(min_log_std), float(max_log_std)
+
+    def params(self, zc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """zc (B, latent + C) -> mean (B, D), log-sd (B, D)."""
+        out = self.net(zc)
+        if out.shape[-1] != 2 * self.dim:
+            raise ConfigError(f"GaussianDecoder net must output 2 * dim = {2 * self.dim} values, got {out.shape[-1]}")
+        mu, raw = out.chunk(2, dim=-1)
+        span = self.max_log_std - self.min_log_std
+        return mu, self.min_log_std + span * torch.sigmoid(raw - 2.0)  # log-sd starts near the low middle
+
+    def log_prob(self, x: torch.Tensor, zc: torch.Tensor) -> torch.Tensor:
+        """log N(x; mu, sigma^2) summed over D: (B,)."""
+        mu, log_std = self.params(zc)
+        return (-0.5 * ((x - mu) * torch.exp(-log_std)) ** 2 - log_std - 0.5 * _LOG_2PI).sum(dim=-1)
+
+    def sample(self, zc: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        mu, log_std = self.params(zc)
+        noise = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+        return mu + torch.exp(log_std) * noise

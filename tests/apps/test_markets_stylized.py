@@ -106,8 +106,18 @@ def test_stylized_facts_table_rows():
     gen = {"iid": rng.standard_normal((30, 100, 2)), "scaled": 3 * rng.standard_normal((30, 100, 2))}
     rows = sf.stylized_facts_table(real, gen)
     assert [r["name"] for r in rows] == ["iid", "scaled"]
-    assert {"acf_id", "acf_abs", "acf_sq", "leverage", "emd_1", "emd_100", "excess_kurtosis", "hill_tail_index",
-            "cross_corr_l1", "discriminative"} <= set(rows[0])
+    assert {
+        "acf_id",
+        "acf_abs",
+        "acf_sq",
+        "leverage",
+        "emd_1",
+        "emd_100",
+        "excess_kurtosis",
+        "hill_tail_index",
+        "cross_corr_l1",
+        "discriminative",
+    } <= set(rows[0])
     assert rows[0]["emd_1"] < rows[1]["emd_1"]
     assert rows[0]["discriminative"] < rows[1]["discriminative"]
 

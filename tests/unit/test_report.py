@@ -26,9 +26,10 @@ def _full_page() -> Page:
     page.callout("Tiny budget.", kind="warning")
     page.metrics({"valid": 0.9712345, "n": 12345, "tiny": 3e-6, "ok": True, "missing": None}, title="Scores")
     page.section("Tables").table(
-        [{"model": "ours", "source": "measured", "kid": 0.02},
-         {"model": "paper", "source": "published", "kid": 0.01}],
-        caption="Comparison", highlight={"kid": "min"})
+        [{"model": "ours", "source": "measured", "kid": 0.02}, {"model": "paper", "source": "published", "kid": 0.01}],
+        caption="Comparison",
+        highlight={"kid": "min"},
+    )
     page.section("Figures").figure(figures.line_plot({"a": [3, 2, 1]}, "x", "y", "t"), caption="Line")
     page.figure(figures.scatter_2d({"p": rng.normal(size=(50, 2))}, "s", centres=np.zeros((1, 2))))
     page.figure(figures.histograms({"h": rng.normal(size=200)}, bins=20, title="h", log=True))
@@ -42,9 +43,23 @@ def _full_page() -> Page:
 def test_page_renders_every_element_self_contained():
     out = _full_page().render()
     assert out.startswith("<!DOCTYPE html>") and out.rstrip().endswith("</html>")
-    for needle in ("<h1>Demo report</h1>", "<strong>bold</strong>", "<code>code</code>", "<li>two</li>",
-                   "callout warning", "0.9712", "12,345", "3.000e-06", "Table 1.", "Figure 1.",
-                   "<details>", "&#x27;a b&#x27;", "x &lt; y &amp;&amp; z", "Contents", "Generated "):
+    for needle in (
+        "<h1>Demo report</h1>",
+        "<strong>bold</strong>",
+        "<code>code</code>",
+        "<li>two</li>",
+        "callout warning",
+        "0.9712",
+        "12,345",
+        "3.000e-06",
+        "Table 1.",
+        "Figure 1.",
+        "<details>",
+        "&#x27;a b&#x27;",
+        "x &lt; y &amp;&amp; z",
+        "Contents",
+        "Generated ",
+    ):
         assert needle in out, needle
     # One file: no external fetches of any kind; every image is an embedded data URI.
     assert not re.search(r'(src|href)\s*=\s*["\']?\s*(https?:)?//', out)
@@ -66,11 +81,13 @@ def test_html_is_escaped():
 
 
 def test_published_rows_are_muted_and_never_best():
-    rows = [{"model": "a", "source": "measured", "valid": 0.90, "loss": 2.0},
-            {"model": "b", "source": "measured", "valid": 0.95, "loss": 2.0},
-            {"model": "c", "source": "published", "valid": 0.99, "loss": 1.0}]
+    rows = [
+        {"model": "a", "source": "measured", "valid": 0.90, "loss": 2.0},
+        {"model": "b", "source": "measured", "valid": 0.95, "loss": 2.0},
+        {"model": "c", "source": "published", "valid": 0.99, "loss": 1.0},
+    ]
     out = Page("t").table(rows, highlight={"valid": "max", "loss": "min"}).render()
-    trs = re.findall(r"<tr[^>]*>.*?</tr>", out[out.index("<tbody>"):])
+    trs = re.findall(r"<tr[^>]*>.*?</tr>", out[out.index("<tbody>") :])
     bold = [re.findall(r'<td class="num best">([^<]*)<', tr) for tr in trs]
     assert bold == [["2"], ["0.95", "2"], []]  # tie on loss: both measured rows; the paper's row never
     assert trs[2].startswith('<tr class="muted muted-start">')
