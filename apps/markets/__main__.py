@@ -116,11 +116,16 @@ def generators(cfg: MarketsConfig, train: pd.DataFrame, run: RunDir, deep_only: 
     return out
 
 
-def train_cmd(cfg: MarketsConfig) -> dict:
+def open_run(cfg: MarketsConfig):
+    """The run folder (config saved), all returns (T, A), the weights (A,), and the train / test split."""
     run = RunDir.open(APP, cfg.run_name, cfg.runs_dir)
     run.save_config(cfg)
-    r, _ = load_returns(cfg)
-    train, _ = split(cfg, r)
+    r, w = load_returns(cfg)
+    return run, r, w, *split(cfg, r)
+
+
+def train_cmd(cfg: MarketsConfig) -> dict:
+    run, _, _, train, _ = open_run(cfg)
     models = generators(cfg, train, run, deep_only=True)
     if not models:
         raise ConfigError("no deep generator in --generators; add cvae or cgan")
@@ -130,10 +135,7 @@ def train_cmd(cfg: MarketsConfig) -> dict:
 def generate(cfg: MarketsConfig) -> dict:
     """Scenarios from the last date of the data: scenarios/<generator>.parquet (scenario, date, asset, return).
     Models are fitted on the training years, and their state is filtered through all the data."""
-    run = RunDir.open(APP, cfg.run_name, cfg.runs_dir)
-    run.save_config(cfg)
-    r, _ = load_returns(cfg)
-    train, _ = split(cfg, r)
+    run, r, _, train, _ = open_run(cfg)
     dates = pd.bdate_range(r.index[-1] + pd.offsets.BDay(1), periods=cfg.horizon)
     out = {}
     for name, model in generators(cfg, train, run).items():
@@ -159,10 +161,7 @@ def generate(cfg: MarketsConfig) -> dict:
 
 
 def evaluate(cfg: MarketsConfig) -> dict:
-    run = RunDir.open(APP, cfg.run_name, cfg.runs_dir)
-    run.save_config(cfg)
-    r, w = load_returns(cfg)
-    train, test = split(cfg, r)
+    run, r, w, train, test = open_run(cfg)
     models = generators(cfg, train, run)
     tr, te = train.to_numpy(), test.to_numpy()
 

@@ -27,6 +27,38 @@ FACT_COLUMNS = [
 ]
 
 
+BACKTEST_COLUMNS = [
+    "name",
+    "hits",
+    "expected_hits",
+    "kupiec_p",
+    "christoffersen_p",
+    "cc_p",
+    "z2",
+    "z2_crit",
+    "pass_kupiec",
+    "pass_christoffersen",
+    "pass_z2",
+]
+
+
+def backtest_section(page: Page, rows: list[dict], frame: pd.DataFrame, names: list[str]) -> None:
+    """The backtest table and the plot of daily losses against each model's 1-day VaR (`<name>_var` columns)."""
+    page.table(
+        rows,
+        columns=BACKTEST_COLUMNS,
+        caption="Kupiec (number of hits), Christoffersen (independence) and conditional coverage p-values pass "
+        "above 0.05; Acerbi-Szekely Z2 passes above its simulated 5% critical value",
+    )
+    series = {"loss (-return)": (frame.index, -frame["ret"].to_numpy())}
+    series.update({f"{n} VaR": (frame.index, frame[f"{n}_var"].to_numpy()) for n in names})
+    page.figure(
+        shared_figures.line_plot(
+            series, xlabel="date", ylabel="daily loss (log return)", title="Daily losses and 1-day VaR forecasts"
+        )
+    )
+
+
 def _pct(rows: list[dict], keys) -> list[dict]:
     return [{k: (100 * v if k in keys and isinstance(v, float) else v) for k, v in r.items()} for r in rows]
 
@@ -102,40 +134,8 @@ def build_report(cfg, run, result: dict, r: pd.DataFrame, w: np.ndarray) -> Page
     page.figure(figures.var_es_chart(result["risk"], dashed=dashed), caption="VaR and ES by level and horizon")
 
     page.section(f"Backtest: 1-day {100 * (1 - cfg.backtest_alpha):g}% VaR/ES over the held-out period")
-    page.table(
-        result["backtest"],
-        columns=[
-            "name",
-            "hits",
-            "expected_hits",
-            "kupiec_p",
-            "christoffersen_p",
-            "cc_p",
-            "z2",
-            "z2_crit",
-            "pass_kupiec",
-            "pass_christoffersen",
-            "pass_z2",
-        ],
-        caption="Kupiec (number of hits), Christoffersen (independence) and conditional coverage p-values pass "
-        "above 0.05; Acerbi-Szekely Z2 passes above its simulated 5% critical value",
-    )
     frame = pd.read_csv(run.path / "backtest.csv", index_col=0, parse_dates=True)
-    series = {"loss (-return)": (frame.index, -frame["ret"].to_numpy())}
-    series.update(
-        {
-            f"{n} VaR": (frame.index, frame[f"{n}_var"].to_numpy())
-            for n in [c[:-4] for c in frame.columns if c.endswith("_var")]
-        }
-    )
-    page.figure(
-        shared_figures.line_plot(
-            series,
-            xlabel="date",
-            ylabel="daily loss (log return)",
-            title="Daily portfolio losses and 1-day VaR forecasts",
-        )
-    )
+    backtest_section(page, result["backtest"], frame, [c[:-4] for c in frame.columns if c.endswith("_var")])
 
     if result["stress"]:
         page.section("Stress scenarios")
@@ -167,27 +167,6 @@ def backtest_report(cfg, frame: pd.DataFrame, rows: list[dict]) -> Page:
         "its simulated 5% critical value)."
     )
     page.section("Backtests")
-    cols = [
-        "name",
-        "hits",
-        "expected_hits",
-        "kupiec_p",
-        "christoffersen_p",
-        "cc_p",
-        "z2",
-        "z2_crit",
-        "pass_kupiec",
-        "pass_christoffersen",
-        "pass_z2",
-    ]
-    page.table(rows, columns=cols, caption="p-values above 0.05 pass; Z2 above its critical value passes")
-    page.section("Returns and VaR")
-    series = {"loss (-return)": (frame.index, -frame["ret"].to_numpy())}
-    series.update({f"{m} VaR": (frame.index, frame[f"{m}_var"].to_numpy()) for m in cfg.models})
-    page.figure(
-        shared_figures.line_plot(
-            series, xlabel="date", ylabel="daily loss (log return)", title="Daily losses and 1-day VaR forecasts"
-        )
-    )
+    backtest_section(page, rows, frame, list(cfg.models))
     page.provenance(config=cfg)
     return page

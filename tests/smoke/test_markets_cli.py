@@ -100,14 +100,18 @@ def test_bad_input_is_one_line(tmp_path, args, fragment):
     assert fragment in err, err
 
 
+TINY_RUN = [
+    "--tickers", "AAPL,MSFT,JPM",
+    "--weights", "0.5,0.3,0.2", "--source", "bundled", "--start", "2005-01-01", "--end", "2012-12-31",
+    "--split", "2011-01-01", "--train.steps", "60", "--eval-paths", "20", "--scenarios", "100",
+    "--horizon", "15", "--backtest-samples", "200", "--window", "10",
+]  # fmt: skip
+
+
 def test_tiny_end_to_end_scenario_run(tmp_path):
     """data -> train -> generate -> evaluate -> report on 3 stocks, tiny budgets; every output is written."""
-    proc = _run(
-        "all", "--runs-dir", str(tmp_path), "--run-name", "tiny", "--tickers", "AAPL,MSFT,JPM",
-        "--weights", "0.5,0.3,0.2", "--source", "bundled", "--start", "2005-01-01", "--end", "2012-12-31",
-        "--split", "2011-01-01", "--train.steps", "60", "--eval-paths", "20", "--scenarios", "100",
-        "--horizon", "15", "--backtest-samples", "200", "--window", "10",
-    )  # fmt: skip
+    common = ["--runs-dir", str(tmp_path), "--run-name", "tiny", *TINY_RUN]
+    proc = _run("all", *common)
     if proc.returncode != 0 and "sp500_dataset" in proc.stderr:
         pytest.skip("the sp500-20 universe needs one online `pip download skfolio` (not reachable here)")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -127,11 +131,6 @@ def test_tiny_end_to_end_scenario_run(tmp_path):
     assert "Stylized facts" in html and "data:image/png;base64" in html
     assert (run / "generators" / "cvae.safetensors").is_file()
     # a second evaluate reuses the saved deep generators (no retraining) and gives the same figures
-    again = _run(
-        "evaluate", "--runs-dir", str(tmp_path), "--run-name", "tiny", "--tickers", "AAPL,MSFT,JPM",
-        "--weights", "0.5,0.3,0.2", "--source", "bundled", "--start", "2005-01-01", "--end", "2012-12-31",
-        "--split", "2011-01-01", "--train.steps", "60", "--eval-paths", "20", "--scenarios", "100",
-        "--horizon", "15", "--backtest-samples", "200", "--window", "10",
-    )  # fmt: skip
+    again = _run("evaluate", *common)
     assert again.returncode == 0 and "training cvae" not in again.stderr, again.stderr[-2000:]
     assert json.loads((run / "metrics.json").read_text())["cvae_emd_1"] == m["cvae_emd_1"]
