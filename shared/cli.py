@@ -27,6 +27,20 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+class _JoinedList(argparse.Action):
+    """A list option given as one or more tokens; all tokens are joined and converted once."""
+
+    def __init__(self, *args, convert: Callable[[str], Any], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.convert = convert
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            setattr(namespace, self.dest, self.convert(" ".join(values)))
+        except argparse.ArgumentTypeError as e:
+            parser.error(f"argument {option_string}: {e}")
+
+
 def _flag(prefix: str, name: str) -> str:
     return "--" + (prefix + name).replace("_", "-")
 
@@ -68,6 +82,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str
             continue
         if get_origin(tp) is Literal:
             kw["metavar"] = "{" + ",".join(str(a) for a in get_args(tp)) + "}"
+        if get_origin(tp) in (tuple, list):
+            # Lists take comma- or space-separated values: `--tickers AAPL,MSFT` and `--target qed=0.9 logp=2`.
+            kw.update(nargs="+", action=_JoinedList, convert=_converter(tp, prefix + f.name), metavar="VALUE")
+            group.add_argument(_flag(prefix, f.name), **kw)
+            continue
         group.add_argument(_flag(prefix, f.name), type=_converter(tp, prefix + f.name), **kw)
 
 
@@ -115,12 +134,20 @@ def config_parser(
 
 
 def parse_config(
-    cls: type, argv: Sequence[str] | None = None, prog: str | None = None, description: str | None = None
+    cls: type,
+    argv: Sequence[str] | None = None,
+    prog: str | None = None,
+    description: str | None = None,
+    defaults: Any = None,
+    parser: argparse.ArgumentParser | None = None,
 ) -> Any:
-    """Parse `argv` into an instance of `cls` (defaults < --config file < command-line options)."""
-    parser = config_parser(cls, prog=prog, description=description)
+    """Parse `argv` into an instance of `cls` (defaults < --config file < command-line options).
+
+    `defaults` (an instance of `cls`, e.g. a named preset) replaces the dataclass defaults as the base; `parser`
+    may carry extra options of the caller's (such as `--preset`), added before this call."""
+    parser = config_parser(cls, prog=prog, description=description, parser=parser)
     ns = parser.parse_args(argv)
-    base = load_json(cls, ns.config) if ns.config else None
+    base = load_json(cls, ns.config) if ns.config else defaults
     return config_from_args(cls, ns, base)
 
 

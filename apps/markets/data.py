@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import subprocess
 import sys
-import tempfile
 import warnings
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,7 @@ import pandas as pd
 
 from shared.atomic import atomic_path
 from shared.errors import ConfigError, DataError
+from shared.wheels import extract_from_wheel
 
 MIN_ROWS = 250  # about one trading year: the least history a daily risk model can be fitted on
 SKFOLIO_MEMBER = "skfolio/datasets/data/sp500_dataset.csv.gz"
@@ -148,24 +146,7 @@ def prepare_skfolio(dest_dir: str | Path = DEFAULT_RAW_DIR, timeout: float = 300
     """
     dest = Path(dest_dir) / SKFOLIO_FILE
     hint = "run `make` online once, or use universe='sp500-index'"
-    with tempfile.TemporaryDirectory(prefix="skfolio-wheel-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "skfolio", "-d", tmp]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as e:
-            raise DataError(f"downloading the skfolio wheel timed out after {timeout:.0f} s: {hint}") from e
-        wheels = sorted(Path(tmp).glob("skfolio-*.whl"))
-        if proc.returncode != 0 or not wheels:
-            last = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["no wheel"]
-            raise DataError(f"could not download the skfolio wheel ({last[0][:160]}): {hint}")
-        try:
-            with zipfile.ZipFile(wheels[-1]) as wheel:
-                payload = wheel.read(SKFOLIO_MEMBER)
-        except (zipfile.BadZipFile, KeyError) as e:
-            raise DataError(f"the skfolio wheel {wheels[-1].name} has no {SKFOLIO_MEMBER}: {hint}") from e
-    with atomic_path(dest) as tmp_file:
-        tmp_file.write_bytes(payload)
-    return dest
+    return extract_from_wheel("skfolio", {SKFOLIO_MEMBER: dest}, hint, timeout)[SKFOLIO_MEMBER]
 
 
 # ------------------------------------------------------------------------------------------------ yfinance

@@ -146,3 +146,30 @@ class Autoregressive(nn.Module):
                 break
             logits, state = self.net(nxt[:, None], c, state)  # (n, 1, V)
         return torch.cat(out, dim=1)
+
+
+class AutoregressiveDecoder(nn.Module):
+    """An `Autoregressive` model as the decoder distribution of a sequence VAE (`VAE(likelihood="module")`).
+
+    The VAE's latent code (with any condition appended), zc (B, latent + C), is the autoregressive model's float
+    condition, so the model must be built with `cond_dim = latent + C` (Bowman et al. 2016, "Generating Sentences
+    from a Continuous Space"; Gomez-Bombarelli et al. 2018 for SMILES). `log_prob` is the teacher-forced sequence
+    log-likelihood; `sample` decodes with the given temperature (0 = greedy, the usual reconstruction decoder).
+    """
+
+    def __init__(self, model: Autoregressive, temperature: float = 1.0):
+        super().__init__()
+        if model.cond_dim < 1:
+            raise ConfigError("AutoregressiveDecoder needs an Autoregressive model built with cond_dim >= 1")
+        self.model, self.temperature = model, float(temperature)
+
+    def log_prob(self, x: torch.Tensor, zc: torch.Tensor) -> torch.Tensor:
+        """x (B, T) token ids starting with BOS, zc (B, cond_dim) -> log p(x | zc) (B,) in nats."""
+        return self.model.log_prob(x, zc)
+
+    def sample(
+        self, zc: torch.Tensor, generator: torch.Generator | None = None, temperature: float | None = None
+    ) -> torch.Tensor:
+        """zc (B, cond_dim) -> token ids (B, L), L <= max_len, starting with BOS."""
+        t = self.temperature if temperature is None else temperature
+        return self.model.sample(zc.shape[0], cond=zc, temperature=t, generator=generator)

@@ -158,3 +158,22 @@ def test_bad_arguments_raise_config_error():
         model((torch.tensor([[0.0, 1.0]]),))
     with pytest.raises(ConfigError):
         model.sample(2, temperature=-1.0)
+
+
+def test_autoregressive_decoder_is_a_vae_decoder_distribution():
+    from shared.generative.autoregressive import AutoregressiveDecoder
+    from shared.generative.vae import VAE
+    from shared.nets.sequence import LSTMLM, SequenceEncoder
+
+    torch.manual_seed(0)
+    v, latent = 7, 4
+    ar = Autoregressive(LSTMLM(v, 16, 1, cond_dim=latent), v, bos_id=1, eos_id=2, pad_id=0, max_len=8, cond_dim=latent)
+    vae = VAE(SequenceEncoder(v, 16, 1, 16, pad_id=0), AutoregressiveDecoder(ar), 16, latent, likelihood="module")
+    x = torch.tensor([[1, 3, 4, 2, 0], [1, 5, 2, 0, 0]])
+    loss = vae((x,))
+    loss.backward()
+    assert torch.isfinite(loss) and vae.encoder.head.weight.grad is not None
+    z = torch.randn(3, latent)
+    greedy = vae.decoder.sample(z, temperature=0.0)
+    assert torch.equal(greedy, vae.decoder.sample(z, temperature=0.0)) and greedy[:, 0].eq(1).all()
+    assert vae.decoder.log_prob(x, torch.randn(2, latent)).shape == (2,)

@@ -98,3 +98,12 @@ def test_help_shows_docstrings():
 def test_train_config_validates():
     with pytest.raises(ConfigError, match="train.steps must be positive"):
         TrainConfig(steps=0)
+
+
+def test_list_options_take_commas_or_several_tokens_and_presets_as_defaults():
+    a = parse_config(Cfg, ["--dims", "3,4"])
+    b = parse_config(Cfg, ["--dims", "3", "4", "--steps", "5"])
+    assert a.dims == b.dims == (3, 4) and b.steps == 5
+    base = Cfg(steps=25)
+    assert parse_config(Cfg, [], defaults=base).steps == 25
+    assert parse_config(Cfg, ["--steps", "75"], defaults=base).steps == 75
