@@ -25,7 +25,7 @@ from shared.runs import RunDir
 from shared.training.metrics_log import read_records
 
 # Published MOSES results: README table of molecularsets/moses (mean of 3 runs, N = 30,000 samples), copied in
-# /work/shared/notes/metrics.md ("Molecules"); the TestSF / IntDiv2 columns are from the same README table.
+# ../shared/notes/metrics.md beside the repo ("Molecules"); TestSF / IntDiv2 columns from the same README table.
 COLUMNS = {  # table column -> metrics.json key
     "Valid": "valid", "Unique@10k": "unique_10k", "FCD/Test": "fcd_test", "FCD/TestSF": "fcd_testsf",
     "SNN/Test": "snn_test", "Frag/Test": "frag_test", "Scaf/Test": "scaf_test", "IntDiv": "intdiv",
