@@ -88,7 +88,7 @@ class VAEConfig:
     """Encoder and decoder width."""
     n_layers: int = 1
     """Encoder GRU and decoder LSTM layers."""
-    beta: float = 0.05
+    beta: float = 0.1
     """KL weight; below 1 keeps the code informative (reconstruction), at the price of a looser prior fit."""
 
     def __post_init__(self):
@@ -110,7 +110,7 @@ def _lm_train() -> TrainConfig:
 
 def _vae_train() -> TrainConfig:
     return TrainConfig(
-        steps=1000,
+        steps=2000,
         batch_size=128,
         lr=2e-3,
         lr_schedule="cosine",
