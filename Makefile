@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.genlab-setup
 TORCH  := torch==2.13.0
 RUN    ?= demo
 
-.PHONY: setup demo molecules markets test test-fast lint format bench clean-runs help
+.PHONY: setup demo molecules markets worlds test test-fast lint format bench clean-runs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -27,9 +27,14 @@ demo: setup  ## core families on real small data, then short markets and molecul
 		--start 2004-01-01 --split 2012-01-01 --end 2016-12-31 --train.steps 1000 --eval-paths 40 --scenarios 500
 	$(BIN)/python -m apps.molecules all --run-name demo --data.n-train 50000 --data.n-props 10000 \
 		--lm-train.steps 600 --vae-train.steps 300 --n-samples 5000 --n-recon 200
+	$(BIN)/python -m apps.worlds run --env CartPole-v1 --run-name demo --seeds 0 --rounds 2 --eval-episodes 10
 
 molecules: setup  ## MOSES: prepare, train the LM and VAE (~20 min on 2 cores), evaluate: runs/molecules/default/report.html
 	$(BIN)/python -m apps.molecules all --run-name default
+
+worlds: setup  ## world models: CartPole-v1 then Pendulum-v1, 3 seeds each, agents trained in the dream: runs/worlds/*/report.html
+	$(BIN)/python -m apps.worlds run --env CartPole-v1 --run-name cartpole
+	$(BIN)/python -m apps.worlds run --env Pendulum-v1 --run-name pendulum
 
 markets: setup  ## scenario generation on the bundled 20-stock universe: runs/markets/default/report.html
 	$(BIN)/python -m apps.markets all --run-name default

@@ -1,0 +1,230 @@
+"""The worlds app's config; `python -m apps.worlds <command> --help` is derived from it.
+
+One `WorldsConfig` drives every command of a run (collect, fit, dream, train, evaluate, report, run). Defaults
+depend on the environment: `for_env(env_id, preset)` starts from `ENV_DEFAULTS[env_id]` (tuned budgets and agent
+for CartPole-v1, Pendulum-v1, LunarLander-v3) or from the generic defaults for any other Box-observation
+environment, then the `tiny` preset (tests, `make demo`) shrinks every budget. Command-line options override both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.config import replace
+from shared.errors import ConfigError
+from shared.training import TrainConfig
+
+ALGOS = ("auto", "ppo", "sac", "dqn")
+
+
+@dataclass
+class ModelConfig:
+    """The probabilistic ensemble (its fitting schedule is `model_train`)."""
+
+    members: int = 5
+    """Ensemble members E (each fitted to its own bootstrap resample)."""
+    hidden: tuple[int, ...] = (200, 200, 200)
+    """Hidden widths of every member's MLP."""
+    act: str = "silu"
+    """Activation of the hidden layers."""
+    reward_fn: str = ""
+    """Use this reward instead of the learned one: 'package.module:function' taking (obs, action, next_obs)
+    tensors and returning (B,) rewards. Empty = learn the reward."""
+    done_fn: str = ""
+    """Same for termination: a function returning (B,) 0/1 flags. Empty = learn it."""
+
+    def __post_init__(self):
+        if self.members < 1 or not self.hidden or any(h < 1 for h in self.hidden):
+            raise ConfigError(f"--model.members={self.members} and --model.hidden={self.hidden} must be positive")
+
+
+@dataclass
+class DreamConfig:
+    """How the dream environment steps: rollout length, noise and guards against model exploitation."""
+
+    n_envs: int = 16
+    """Dream environments stepped together as one batch."""
+    horizon: int = 200
+    """A dream episode is truncated (TimeLimit.truncated, so agents bootstrap) after this many steps."""
+    temperature: float = 1.0
+    """Scale of the model's predicted noise (0 = the member's mean; the World Models paper found >1 curbs
+    exploitation of model errors)."""
+    penalty: float = 1.0
+    """Reward penalty per unit of ensemble disagreement (MOPO-style pessimism; 0 = off)."""
+    max_disagreement: float = 0.0
+    """Truncate a dream episode when the ensemble disagreement exceeds this (0 = never)."""
+    done_threshold: float = 0.5
+    """An episode terminates when the predicted termination probability exceeds this."""
+    start: str = "real"
+    """Where dream episodes start: 'real' = any observed real state, 'reset' = observed first states of real
+    episodes."""
+
+    def __post_init__(self):
+        if self.n_envs < 1 or self.horizon < 1:
+            raise ConfigError(f"--dream.n-envs={self.n_envs} and --dream.horizon={self.horizon} must be >= 1")
+        if self.temperature < 0 or self.penalty < 0 or self.max_disagreement < 0:
+            raise ConfigError("--dream.temperature, --dream.penalty and --dream.max-disagreement must be >= 0")
+        if not 0 < self.done_threshold < 1:
+            raise ConfigError(f"--dream.done-threshold={self.done_threshold} must be in (0, 1)")
+        if self.start not in ("real", "reset"):
+            raise ConfigError(f"--dream.start must be real or reset, got {self.start!r}")
+
+
+@dataclass
+class AgentConfig:
+    """The Stable-Baselines3 agent trained in the dream (and, model-free, in the real environment as baseline)."""
+
+    algo: str = "auto"
+    """ppo, sac or dqn; auto = ppo for Discrete actions, sac for Box actions."""
+    dream_steps: int = 60_000
+    """Dream steps the agent trains for in each round (summed over the dream environments)."""
+    learning_rate: float = 1e-3
+    """Adam learning rate of the agent."""
+    gamma: float = 0.98
+    """Discount factor."""
+    net: tuple[int, ...] = (64, 64)
+    """Hidden widths of the policy and value networks."""
+
+    def __post_init__(self):
+        if self.algo not in ALGOS:
+            raise ConfigError(f"--agent.algo must be one of {', '.join(ALGOS)}, got {self.algo!r}")
+        if self.dream_steps < 1 or not 0 < self.gamma <= 1 or self.learning_rate <= 0:
+            raise ConfigError("--agent.dream-steps must be >= 1, --agent.gamma in (0, 1], --agent.learning-rate > 0")
+
+
+def _model_train() -> TrainConfig:
+    return TrainConfig(
+        steps=2000, batch_size=256, lr=1e-3, weight_decay=1e-4, checkpoint_every=1000, keep_last=1, log_every=100
+    )
+
+
+@dataclass
+class WorldsConfig:
+    """One world-model run: real data budget, world model, dream, agent, evaluation."""
+
+    env: str = "CartPole-v1"
+    """Gymnasium environment id (Box observations; Discrete or Box actions)."""
+    run_name: str = ""
+    """Run directory runs/worlds/<run-name>/ (default: the env id in lower case); the same name resumes."""
+    runs_dir: str = "runs"
+    """Parent folder of the run directories."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """One full loop per seed (the acceptance protocol asks for >= 3)."""
+    initial_steps: int = 1000
+    """Real steps of the random policy before the first model fit."""
+    steps_per_round: int = 2000
+    """Real steps collected with the current agent at the start of every later round."""
+    rounds: int = 5
+    """Rounds of collect -> fit -> train in the dream -> evaluate."""
+    real_step_cap: int = 20_000
+    """Hard cap on real steps per seed (collection never exceeds it; evaluation episodes are not counted)."""
+    target_return: float = 475.0
+    """Stop a seed's loop early once its real evaluation return reaches this (nan-free float; -inf = never)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    model_train: TrainConfig = field(default_factory=_model_train)
+    """Fitting schedule of the world model in each round (warm-started from the previous round)."""
+    holdout: float = 0.1
+    """Fraction of the real transitions held out to measure model error."""
+    dream: DreamConfig = field(default_factory=DreamConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    eval_episodes: int = 20
+    """Real-environment episodes per evaluation (deterministic policy)."""
+    baseline: bool = True
+    """Also train the same algorithm model-free on the real environment with the same real-step budget."""
+    workers: int = 2
+    """Seeds run in parallel processes (each single-threaded)."""
+    zoo_return: float = float("nan")
+    """Published rl-baselines3-zoo return for this environment (shown in the report; nan = none known)."""
+    zoo_steps: int = 0
+    """Real steps the zoo agent trained for."""
+    preset: str = "default"
+    """Size preset: default, or tiny (tests, seconds). Budgets for --env come first, then the preset, then
+    the options given here."""
+
+    def __post_init__(self):
+        if not self.env:
+            raise ConfigError("--env is empty; name a Gymnasium environment id such as CartPole-v1")
+        if not self.seeds:
+            raise ConfigError("--seeds is empty; give at least one seed")
+        if self.initial_steps < 1 or self.steps_per_round < 0 or self.rounds < 1:
+            raise ConfigError("--initial-steps and --rounds must be >= 1 and --steps-per-round >= 0")
+        if self.real_step_cap < self.initial_steps:
+            raise ConfigError(
+                f"--real-step-cap={self.real_step_cap} is below --initial-steps={self.initial_steps}; raise the cap"
+            )
+        if not 0 <= self.holdout < 0.5 or self.eval_episodes < 1 or self.workers < 1:
+            raise ConfigError("--holdout must be in [0, 0.5), --eval-episodes and --workers >= 1")
+        if not self.run_name:
+            self.run_name = self.env.lower().replace("/", "-")
+
+
+def _cartpole() -> WorldsConfig:
+    return WorldsConfig(
+        env="CartPole-v1",
+        initial_steps=1000,
+        steps_per_round=2000,
+        rounds=6,
+        real_step_cap=20_000,
+        target_return=475.0,
+        agent=AgentConfig(algo="ppo", dream_steps=60_000, gamma=0.98),
+        dream=DreamConfig(horizon=200, penalty=1.0),
+        zoo_return=500.0,
+        zoo_steps=100_000,
+    )
+
+
+def _pendulum() -> WorldsConfig:
+    return WorldsConfig(
+        env="Pendulum-v1",
+        initial_steps=1000,
+        steps_per_round=1000,
+        rounds=8,
+        real_step_cap=15_000,
+        target_return=-200.0,
+        agent=AgentConfig(algo="sac", dream_steps=30_000, gamma=0.98, net=(256, 256)),
+        dream=DreamConfig(horizon=50, penalty=1.0),
+        zoo_return=-157.0,
+        zoo_steps=20_000,
+    )
+
+
+def _lunarlander() -> WorldsConfig:
+    return WorldsConfig(
+        env="LunarLander-v3",
+        initial_steps=5000,
+        steps_per_round=10_000,
+        rounds=15,
+        real_step_cap=150_000,
+        target_return=200.0,
+        agent=AgentConfig(algo="ppo", dream_steps=300_000, gamma=0.999, net=(64, 64)),
+        dream=DreamConfig(n_envs=64, horizon=200, penalty=1.0),
+        zoo_return=242.0,
+        zoo_steps=1_000_000,
+    )
+
+
+ENV_DEFAULTS = {"CartPole-v1": _cartpole, "Pendulum-v1": _pendulum, "LunarLander-v3": _lunarlander}
+
+
+def for_env(env_id: str, preset: str = "default") -> WorldsConfig:
+    """Defaults for `env_id` (tuned where known, generic otherwise), shrunk by the `tiny` preset."""
+    cfg = ENV_DEFAULTS[env_id]() if env_id in ENV_DEFAULTS else WorldsConfig(env=env_id, target_return=float("inf"))
+    if preset == "default":
+        return cfg
+    if preset == "tiny":
+        return replace(
+            cfg,
+            preset="tiny",
+            seeds=(0,),
+            initial_steps=200,
+            steps_per_round=100,
+            rounds=2,
+            real_step_cap=400,
+            model=replace(cfg.model, members=2, hidden=(32, 32)),
+            model_train=replace(cfg.model_train, steps=30, batch_size=32, checkpoint_every=20),
+            dream=replace(cfg.dream, n_envs=4, horizon=20),
+            agent=replace(cfg.agent, dream_steps=256, net=(16, 16)),
+            eval_episodes=2,
+            workers=1,
+        )
+    raise ConfigError(f"unknown --preset {preset!r}: choose tiny or default")

@@ -1,0 +1,208 @@
+"""Dream environments: a fitted world model behind the Gymnasium and Stable-Baselines3 environment APIs.
+
+`DreamVecEnv` is an SB3 `VecEnv` whose N environments advance as ONE batched torch computation (one ensemble
+forward for all N, on the model's device); the only per-environment Python is building the list of info dicts that
+SB3's API requires. It follows SB3's contract (`../shared/notes/metrics.md`): same-step auto-reset, with the
+finished episode's last observation in `infos[i]["terminal_observation"]` and `infos[i]["TimeLimit.truncated"]`
+True when the episode was cut (horizon or disagreement guard) rather than terminated, so agents bootstrap there.
+
+`DreamEnv` is the single-environment `gymnasium.Env` over the same transition (passes `check_env`), registered
+for every registered Gymnasium id as `genlab/Dream-<EnvId>`:
+
+    import apps.worlds, gymnasium
+    env = gymnasium.make("genlab/Dream-CartPole-v1", model="runs/worlds/cartpole-v1/seed-0/model")
+
+Guards against an agent exploiting model errors (World Models, Ha & Schmidhuber 2018, section 4.5; MOPO, Yu et al.
+2020): episodes start from real observed states, each step draws a random ensemble member with the model's noise
+scaled by `temperature`, the reward is reduced by `penalty` x ensemble disagreement, and an episode is truncated
+when the disagreement exceeds `max_disagreement`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from apps.worlds.config import DreamConfig
+from apps.worlds.model import WorldModel
+from shared.errors import ConfigError, DataError
+
+
+class DreamCore:
+    """The batched dream transition shared by both APIs: state is obs (N, d) and step counters (N,)."""
+
+    def __init__(self, model: WorldModel, starts: np.ndarray, cfg: DreamConfig, seed: int = 0):
+        starts = np.asarray(starts, dtype=np.float32)
+        if starts.ndim != 2 or starts.shape[1] != model.spec.obs_dim or len(starts) == 0:
+            raise DataError(
+                f"dream start states must be a non-empty (M, {model.spec.obs_dim}) array, got shape {starts.shape}"
+            )
+        self.model, self.cfg = model.eval(), cfg
+        self.device = next(model.parameters()).device
+        self.spec = model.spec
+        self.starts = torch.as_tensor(starts, device=self.device)
+        self.low = torch.tensor(self.spec.obs_low, dtype=torch.float32, device=self.device)
+        self.high = torch.tensor(self.spec.obs_high, dtype=torch.float32, device=self.device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+
+    def seed(self, seed: int) -> None:
+        self.generator.manual_seed(int(seed))
+
+    def draw_starts(self, n: int) -> torch.Tensor:
+        """(n, d) start observations drawn uniformly from the real start states."""
+        idx = torch.randint(len(self.starts), (n,), generator=self.generator, device=self.device)
+        return self.starts[idx]
+
+    def step(self, obs: torch.Tensor, t: torch.Tensor, actions: torch.Tensor):
+        """obs (N, d), t (N,) steps taken so far, actions (N,) or (N, k) ->
+        next_obs (N, d), reward (N,), terminated (N,) bool, truncated (N,) bool, disagreement (N,)."""
+        nxt, reward, p_done, spread = self.model.step(obs, actions, self.generator, self.cfg.temperature)
+        nxt = torch.maximum(torch.minimum(nxt, self.high), self.low)  # stay inside the observation space
+        reward = reward - self.cfg.penalty * spread
+        terminated = p_done > self.cfg.done_threshold
+        truncated = t + 1 >= self.cfg.horizon
+        if self.cfg.max_disagreement > 0:
+            truncated = truncated | (spread > self.cfg.max_disagreement)
+        return nxt, reward, terminated, truncated & ~terminated, spread
+
+
+class DreamVecEnv(VecEnv):
+    """N dream environments as one SB3 VecEnv (batched; same-step auto-reset)."""
+
+    render_mode = None
+
+    def __init__(self, model: WorldModel, starts: np.ndarray, cfg: DreamConfig, seed: int = 0):
+        self.core = DreamCore(model, starts, cfg, seed)
+        super().__init__(cfg.n_envs, model.spec.observation_space(), model.spec.action_space())
+        self._obs = self.core.draw_starts(self.num_envs)
+        self._t = torch.zeros(self.num_envs, dtype=torch.long, device=self.core.device)
+        self._actions: torch.Tensor | None = None
+        self.disagreement = np.zeros(self.num_envs, np.float32)
+        """Ensemble disagreement of the last step, per environment (for monitoring)."""
+
+    def reset(self) -> np.ndarray:
+        seeds = [s for s in self._seeds if s is not None] if self._seeds else []
+        if seeds:
+            self.core.seed(seeds[0])
+        self._reset_seeds()
+        self._obs = self.core.draw_starts(self.num_envs)
+        self._t.zero_()
+        self._reset_options()
+        return self._obs.cpu().numpy()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = torch.as_tensor(np.asarray(actions), device=self.core.device)
+
+    def step_wait(self):
+        if self._actions is None:
+            raise RuntimeError("step_wait() called without step_async(actions)")
+        nxt, reward, term, trunc, spread = self.core.step(self._obs, self._t, self._actions)
+        self._actions = None
+        done = term | trunc
+        self._t = torch.where(done, 0, self._t + 1)
+        n_done = int(done.sum())
+        obs = nxt
+        if n_done:
+            obs = nxt.clone()
+            obs[done] = self.core.draw_starts(n_done)  # same-step auto-reset
+        self._obs = obs
+        self.disagreement = spread.cpu().numpy()
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        if n_done:
+            idx = torch.nonzero(done).flatten().cpu().numpy()
+            last, cut = nxt[done].cpu().numpy(), trunc[done].cpu().numpy()
+            for j, i in enumerate(idx):
+                infos[i]["terminal_observation"] = last[j]
+                infos[i]["TimeLimit.truncated"] = bool(cut[j])
+        return obs.cpu().numpy(), reward.cpu().numpy().astype(np.float32), done.cpu().numpy(), infos
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        return [getattr(self, attr_name)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+        return [getattr(self, method_name)(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False] * len(self._get_indices(indices))
+
+
+class DreamEnv(gym.Env):
+    """One dream environment (gymnasium API). `model` is a world-model path (without suffix) or a WorldModel;
+    `starts` the real start states (default: those saved beside the model as <model>.starts.npy)."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        model: str | Path | WorldModel,
+        starts: np.ndarray | None = None,
+        dream: DreamConfig | None = None,
+        env_id: str | None = None,
+    ):
+        super().__init__()
+        if not isinstance(model, WorldModel):
+            path = Path(model)
+            model = WorldModel.load(path)
+            if starts is None:
+                starts = load_starts(path)
+        if env_id is not None and model.spec.env_id != env_id:
+            raise ConfigError(
+                f"the model was fitted to {model.spec.env_id}, not {env_id}; use genlab/Dream-{model.spec.env_id}"
+            )
+        if starts is None:
+            raise DataError("DreamEnv needs real start states: pass starts=(M, d) array or save them beside the model")
+        self.core = DreamCore(model, starts, dream or DreamConfig(n_envs=1), seed=0)
+        self.observation_space = model.spec.observation_space()
+        self.action_space = model.spec.action_space()
+        self._obs = self.core.draw_starts(1)
+        self._t = torch.zeros(1, dtype=torch.long, device=self.core.device)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.core.seed(seed)
+        self._obs = self.core.draw_starts(1)
+        self._t.zero_()
+        return self._obs[0].cpu().numpy(), {}
+
+    def step(self, action):
+        a = torch.as_tensor(np.asarray(action), device=self.core.device).reshape(1, -1)
+        if self.core.spec.action_kind == "discrete":
+            a = a.reshape(1)
+        nxt, reward, term, trunc, spread = self.core.step(self._obs, self._t, a)
+        self._obs, self._t = nxt, self._t + 1
+        info = {"disagreement": float(spread[0])}
+        return nxt[0].cpu().numpy(), float(reward[0]), bool(term[0]), bool(trunc[0]), info
+
+
+def starts_path(model_path: str | Path) -> Path:
+    return Path(model_path).with_suffix(".starts.npy")
+
+
+def load_starts(model_path: str | Path) -> np.ndarray:
+    path = starts_path(model_path)
+    if not path.is_file():
+        raise DataError(f"no start states at {path}; pass starts= or refit the model with apps.worlds fit")
+    return np.load(path, allow_pickle=False)
+
+
+def register_dream_envs() -> None:
+    """Register genlab/Dream-<EnvId> for every plain (un-namespaced) Gymnasium id."""
+    for env_id in list(gym.registry):
+        if "/" in env_id or env_id.startswith("Dream-"):
+            continue
+        dream_id = f"genlab/Dream-{env_id}"
+        if dream_id not in gym.registry:
+            gym.register(id=dream_id, entry_point="apps.worlds.envs:DreamEnv", kwargs={"env_id": env_id})

@@ -1,0 +1,195 @@
+"""World models and dream environments: a known linear system is recovered, the Gymnasium checker passes on
+DreamEnv, DreamVecEnv honours SB3's VecEnv contract and trains PPO/SAC/DQN, model files refuse other spaces."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+
+import apps.worlds  # noqa: F401  (registers genlab/Dream-<EnvId>)
+from apps.worlds.agents import make_agent
+from apps.worlds.config import AgentConfig, DreamConfig, ModelConfig, for_env
+from apps.worlds.data import Transitions, collect
+from apps.worlds.envs import DreamEnv, DreamVecEnv, starts_path
+from apps.worlds.loop import fit_model
+from apps.worlds.model import WorldModel
+from apps.worlds.spaces import EnvSpec, make_env, spec_of
+from shared.config import replace
+from shared.errors import CheckpointError, ConfigError
+
+# s' = A s + B a, reward = -|s|^2, never terminates; actions in [-1, 1]
+A = np.array([[0.9, 0.2], [-0.1, 0.95]], np.float32)
+B = np.array([[0.0], [0.5]], np.float32)
+LINEAR = EnvSpec("Linear-v0", (-10.0, -10.0), (10.0, 10.0), "box", act_low=(-1.0,), act_high=(1.0,))
+
+
+def _linear_data(n: int, seed: int) -> Transitions:
+    rng = np.random.default_rng(seed)
+    s = rng.uniform(-2, 2, (n, 2)).astype(np.float32)
+    a = rng.uniform(-1, 1, (n, 1)).astype(np.float32)
+    nxt = s @ A.T + a @ B.T
+    return Transitions(s, a, -(s**2).sum(1), nxt, np.zeros(n, bool), np.zeros(n, bool))
+
+
+@pytest.fixture(scope="module")
+def linear_model():
+    torch.set_num_threads(1)
+    cfg = for_env("Linear-v0")
+    cfg = replace(
+        cfg,
+        model=ModelConfig(members=3, hidden=(200, 200)),
+        model_train=replace(cfg.model_train, steps=1500, batch_size=128, checkpoint_every=10_000),
+    )
+    model, errors = fit_model(LINEAR, cfg, _linear_data(3000, 0), seed=0, fit_dir=None, warm=None)
+    return model, errors
+
+
+def test_fitted_model_recovers_a_known_linear_system(linear_model):
+    model, errors = linear_model
+    assert errors["state_nrmse"] < 0.1
+    # least squares on the model's mean predictions at fresh points gives back A and B
+    test = _linear_data(2000, 1)
+    nxt, rew, p = model.mean_step(torch.as_tensor(test.obs), torch.as_tensor(test.actions))
+    X = np.concatenate([test.obs, test.actions], axis=1)
+    coef, *_ = np.linalg.lstsq(X, nxt.numpy(), rcond=None)
+    np.testing.assert_allclose(coef[:2].T, A, atol=0.05)
+    np.testing.assert_allclose(coef[2:].T, B, atol=0.05)
+    rel = np.abs(rew.numpy() - test.rewards).mean() / np.abs(test.rewards).mean()
+    assert rel < 0.1
+    assert float(p.max()) < 0.5  # no termination was ever seen: the dream does not end episodes
+
+
+def test_dream_vec_env_contract(linear_model):
+    model, _ = linear_model
+    starts = _linear_data(50, 2).obs
+    venv = DreamVecEnv(model, starts, DreamConfig(n_envs=6, horizon=5), seed=0)
+    obs = venv.reset()
+    assert obs.shape == (6, 2) and obs.dtype == np.float32
+    assert all(np.isclose(starts, o).all(axis=1).any() for o in obs)  # episodes start at real states
+    for t in range(5):
+        obs, rew, done, infos = venv.step(np.zeros((6, 1), np.float32))
+        assert rew.shape == (6,) and done.shape == (6,) and len(infos) == 6
+        if t < 4:
+            assert not done.any() and all("terminal_observation" not in i for i in infos)
+    # horizon reached: every env is done, truncated (not terminated), reset in the same step
+    assert done.all()
+    for o, info in zip(obs, infos):
+        assert info["TimeLimit.truncated"] is True
+        assert info["terminal_observation"].shape == (2,)
+        assert not np.allclose(info["terminal_observation"], o)
+        assert np.isclose(starts, o).all(axis=1).any()  # the new episode's first observation is a real start
+    # seeding makes the dream reproducible
+    venv.seed(3)
+    a = venv.reset()
+    venv.seed(3)
+    np.testing.assert_array_equal(a, venv.reset())
+
+
+def test_dream_terminates_where_the_real_env_does():
+    torch.set_num_threads(1)
+    env = make_env("CartPole-v1")
+    spec = spec_of(env, "CartPole-v1")
+    cfg = for_env("CartPole-v1", "tiny")
+    cfg = replace(
+        cfg, model_train=replace(cfg.model_train, steps=1500, batch_size=128), model=ModelConfig(3, (200, 200))
+    )
+    data = collect(env, 1500, seed=0)
+    model, errors = fit_model(spec, cfg, data, seed=0, fit_dir=None, warm=None)
+    assert errors["done_accuracy"] > 0.95
+    venv = VecMonitor(DreamVecEnv(model, data.obs, DreamConfig(n_envs=8, horizon=500), seed=0))
+    venv.reset()
+    ends = []
+    for _ in range(200):
+        _, _, done, infos = venv.step(np.random.default_rng(0).integers(2, size=8))
+        ends += [i for i in infos if "episode" in i]
+    # random play ends CartPole episodes after ~20 steps; the dream must end them too, as terminations
+    assert len(ends) > 20
+    assert np.mean([e["episode"]["l"] for e in ends]) < 60
+    assert np.mean([e["TimeLimit.truncated"] for e in ends]) < 0.1
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_sb3_discrete_agents_train_in_the_dream(algo, tmp_path):
+    env = make_env("CartPole-v1")
+    spec = spec_of(env, "CartPole-v1")
+    model = WorldModel(spec, ModelConfig(2, (16,)))
+    x, y, _ = model.tensors(collect(env, 100, seed=0))
+    model.ensemble.set_normalizer(x, y)
+    venv = VecNormalize(VecMonitor(DreamVecEnv(model, x[:, :4].numpy(), DreamConfig(n_envs=4, horizon=20))))
+    agent = make_agent(AgentConfig(algo=algo, net=(8,)), venv, seed=0)
+    agent.learn(300 if algo == "ppo" else 1100)
+    assert agent.num_timesteps >= 300
+
+
+def test_sac_trains_in_a_box_action_dream(linear_model):
+    model, _ = linear_model
+    venv = VecMonitor(DreamVecEnv(model, _linear_data(20, 3).obs, DreamConfig(n_envs=2, horizon=10)))
+    agent = make_agent(AgentConfig(algo="sac", net=(8,)), venv, seed=0)
+    agent.learning_starts = 10
+    agent.learn(60)
+    assert len(agent.ep_info_buffer) >= 5
+
+
+def test_dream_env_passes_the_gymnasium_checker(linear_model, tmp_path):
+    model, _ = linear_model
+    env = DreamEnv(model, starts=_linear_data(20, 4).obs, dream=DreamConfig(n_envs=1, horizon=30))
+    check_env(env, skip_render_check=True)
+    # the registered id loads a saved model and its start states
+    path = tmp_path / "model"
+    model.save(path)
+    np.save(starts_path(path), _linear_data(20, 4).obs)
+    with pytest.raises(ConfigError, match="Linear-v0"):
+        gym.make("genlab/Dream-CartPole-v1", model=str(path))
+
+
+def test_registered_dream_env_runs_cartpole(tmp_path):
+    env = make_env("CartPole-v1")
+    spec = spec_of(env, "CartPole-v1")
+    model = WorldModel(spec, ModelConfig(2, (16,)))
+    data = collect(env, 200, seed=0)
+    x, y, _ = model.tensors(data)
+    model.ensemble.set_normalizer(x, y)
+    model.save(tmp_path / "model")
+    np.save(starts_path(tmp_path / "model"), data.obs)
+    dream = gym.make("genlab/Dream-CartPole-v1", model=str(tmp_path / "model"))
+    obs, _ = dream.reset(seed=0)
+    assert dream.observation_space.contains(obs)
+    obs, r, term, trunc, info = dream.step(1)
+    assert np.isfinite(r) and "disagreement" in info
+    check_env(dream.unwrapped, skip_render_check=True)
+
+
+def test_model_file_of_other_spaces_is_refused(tmp_path):
+    cart = spec_of(make_env("CartPole-v1"), "CartPole-v1")
+    pend = spec_of(make_env("Pendulum-v1"), "Pendulum-v1")
+    WorldModel(cart, ModelConfig(2, (8,))).save(tmp_path / "m")
+    with pytest.raises(CheckpointError, match="does not match the environment's spaces"):
+        WorldModel.load(tmp_path / "m", expect=pend)
+    (tmp_path / "m.safetensors").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="not a readable world model"):
+        WorldModel.load(tmp_path / "m", expect=cart)
+
+
+def test_unsupported_spaces_and_ids_give_one_line_errors():
+    with pytest.raises(ConfigError, match="unknown Gymnasium environment"):
+        make_env("NoSuchEnv-v9")
+    with pytest.raises(ConfigError, match="Tuple observation space"):
+        spec_of(make_env("Blackjack-v1"), "Blackjack-v1")
+
+    class TextObs(gym.Env):
+        observation_space = gym.spaces.Text(8)
+        action_space = gym.spaces.Discrete(2)
+
+    with pytest.raises(ConfigError, match="Text observation space"):
+        spec_of(TextObs(), "Text-v0")
+
+    class DictObs(gym.Env):
+        observation_space = gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (2,))})
+        action_space = gym.spaces.Discrete(2)
+
+    with pytest.raises(ConfigError, match="Dict observation space"):
+        spec_of(DictObs(), "Dict-v0")
