@@ -151,6 +151,22 @@ def parse_config(
     return config_from_args(cls, ns, base)
 
 
+def split_command(
+    argv: Sequence[str] | None, commands: Sequence[str], prog: str, doc: str | None, example: str
+) -> tuple[str, list[str]] | None:
+    """`python -m <prog> <command> [options]`: (command, options) from argv (default sys.argv[1:]).
+
+    Prints `doc` and returns None for -h/--help; a missing or unknown command is a one-line ConfigError that lists
+    the commands and shows `example` (the command to try first)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(doc or "")
+        return None
+    if not argv or argv[0] not in commands:
+        raise ConfigError(f"give a command: one of {', '.join(commands)} (e.g. python -m {prog} {example} --help)")
+    return argv[0], argv[1:]
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> NoReturn:
     """Run an entry point; user errors become one line on stderr and a non-zero exit, without a traceback."""
     try:

@@ -29,7 +29,7 @@ from apps.markets.config import DEEP, BacktestConfig, MarketsConfig
 from apps.markets.data import align, load_prices, log_returns
 from apps.markets.deep import DeepGenerator
 from shared.atomic import atomic_path, atomic_write_json
-from shared.cli import parse_config, run_main
+from shared.cli import parse_config, run_main, split_command
 from shared.errors import ConfigError, DataError
 from shared.runs import RunDir
 
@@ -322,14 +322,12 @@ COMMANDS = {
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__)
+    got = split_command(argv, COMMANDS, "apps.markets", __doc__, "all")
+    if got is None:
         return 0
-    if not argv or argv[0] not in COMMANDS:
-        raise ConfigError(f"give a command: one of {', '.join(COMMANDS)} (e.g. python -m apps.markets all --help)")
-    cls, fn = COMMANDS[argv[0]]
-    cfg = parse_config(cls, argv[1:], prog=f"python -m apps.markets {argv[0]}", description=fn.__doc__ or cls.__doc__)
+    command, rest = got
+    cls, fn = COMMANDS[command]
+    cfg = parse_config(cls, rest, prog=f"python -m apps.markets {command}", description=fn.__doc__ or cls.__doc__)
     fn(cfg)
     return 0
 

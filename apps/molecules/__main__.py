@@ -43,7 +43,7 @@ from apps.molecules.generate import (
 from apps.molecules.models import Bundle, build_lm, build_vae
 from apps.molecules.tokens import Tokenizer, Vocab
 from shared.atomic import atomic_path, atomic_write_json
-from shared.cli import OneLineParser, parse_config, run_main
+from shared.cli import OneLineParser, parse_config, run_main, split_command
 from shared.config import to_dict
 from shared.errors import ConfigError, DataError
 from shared.runs import RunDir
@@ -444,19 +444,17 @@ COMMANDS = {
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__)
+    got = split_command(argv, COMMANDS, "apps.molecules", __doc__, "all")
+    if got is None:
         return 0
-    if not argv or argv[0] not in COMMANDS:
-        raise ConfigError(f"give a command: one of {', '.join(COMMANDS)} (e.g. python -m apps.molecules all --help)")
-    fn = COMMANDS[argv[0]]
+    command, rest = got
+    fn = COMMANDS[command]
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", default="default")
-    known, _ = pre.parse_known_args(argv[1:])
-    prog = f"python -m apps.molecules {argv[0]}"
+    known, _ = pre.parse_known_args(rest)
+    prog = f"python -m apps.molecules {command}"
     parser = OneLineParser(prog=prog, description=(fn.__doc__ or "").strip() or None)
-    cfg = parse_config(MoleculesConfig, argv[1:], defaults=preset(known.preset), parser=parser)
+    cfg = parse_config(MoleculesConfig, rest, defaults=preset(known.preset), parser=parser)
     fn(cfg)
     return 0
 

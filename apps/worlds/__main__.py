@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from multiprocessing import get_context
 
@@ -43,7 +42,7 @@ from apps.worlds.pixels import preset as pixel_preset
 from apps.worlds.report import build_report
 from apps.worlds.spaces import make_env, spec_of
 from shared.atomic import atomic_path
-from shared.cli import OneLineParser, parse_config, run_main
+from shared.cli import OneLineParser, parse_config, run_main, split_command
 from shared.config import replace
 from shared.errors import ConfigError, DataError
 from shared.runs import RunDir
@@ -279,22 +278,20 @@ COMMANDS = {
 
 
 def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__)
+    got = split_command(argv, COMMANDS, "apps.worlds", __doc__, "run")
+    if got is None:
         return 0
-    if not argv or argv[0] not in COMMANDS:
-        raise ConfigError(f"give a command: one of {', '.join(COMMANDS)} (e.g. python -m apps.worlds run --help)")
-    fn = COMMANDS[argv[0]]
+    command, rest = got
+    fn = COMMANDS[command]
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", default="default")
     pre.add_argument("--env", default="CartPole-v1")
-    known, _ = pre.parse_known_args(argv[1:])
+    known, _ = pre.parse_known_args(rest)
     if _is_pixel_env(known.env):
-        _pixel_main(argv[0], argv[1:], known.preset, known.env)
+        _pixel_main(command, rest, known.preset, known.env)
         return 0
-    parser = OneLineParser(prog=f"python -m apps.worlds {argv[0]}", description=(fn.__doc__ or "").strip() or None)
-    cfg = parse_config(WorldsConfig, argv[1:], defaults=for_env(known.env, known.preset), parser=parser)
+    parser = OneLineParser(prog=f"python -m apps.worlds {command}", description=(fn.__doc__ or "").strip() or None)
+    cfg = parse_config(WorldsConfig, rest, defaults=for_env(known.env, known.preset), parser=parser)
     fn(cfg)
     return 0
 

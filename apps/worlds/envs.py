@@ -72,10 +72,50 @@ class DreamCore:
         return nxt, reward, terminated, truncated & ~terminated, spread
 
 
-class DreamVecEnv(VecEnv):
-    """N dream environments as one SB3 VecEnv (batched; same-step auto-reset)."""
+class BatchedVecEnv(VecEnv):
+    """What every batched dream VecEnv shares: the attribute plumbing SB3 expects of a VecEnv (one object stands
+    for all N environments, so attributes and methods are the same for every index), reset seeding, and the
+    info dicts of a same-step auto-reset."""
 
     render_mode = None
+
+    def seed_generator(self, generator: torch.Generator) -> None:
+        """Apply a seed given by `VecEnv.seed(s)` to `generator` at reset (the first env's seed seeds the batch)."""
+        seeds = [s for s in self._seeds if s is not None] if self._seeds else []
+        if seeds:
+            generator.manual_seed(int(seeds[0]))
+        self._reset_seeds()
+        self._reset_options()
+
+    def done_infos(self, done: torch.Tensor, truncated: torch.Tensor, last: torch.Tensor) -> list[dict[str, Any]]:
+        """N info dicts; where done (N,) bool, `terminal_observation` = last[i] and `TimeLimit.truncated`."""
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        if bool(done.any()):
+            idx = torch.nonzero(done).flatten().cpu().numpy()
+            ends, cut = last[done].cpu().numpy(), truncated[done].cpu().numpy()
+            for j, i in enumerate(idx):
+                infos[i]["terminal_observation"] = ends[j]
+                infos[i]["TimeLimit.truncated"] = bool(cut[j])
+        return infos
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        return [getattr(self, attr_name)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+        return [getattr(self, method_name)(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False] * len(self._get_indices(indices))
+
+
+class DreamVecEnv(BatchedVecEnv):
+    """N dream environments as one SB3 VecEnv (batched; same-step auto-reset)."""
 
     def __init__(self, model: WorldModel, starts: np.ndarray, cfg: DreamConfig, seed: int = 0):
         self.core = DreamCore(model, starts, cfg, seed)
@@ -87,13 +127,9 @@ class DreamVecEnv(VecEnv):
         """Ensemble disagreement of the last step, per environment (for monitoring)."""
 
     def reset(self) -> np.ndarray:
-        seeds = [s for s in self._seeds if s is not None] if self._seeds else []
-        if seeds:
-            self.core.seed(seeds[0])
-        self._reset_seeds()
+        self.seed_generator(self.core.generator)
         self._obs = self.core.draw_starts(self.num_envs)
         self._t.zero_()
-        self._reset_options()
         return self._obs.cpu().numpy()
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -113,29 +149,8 @@ class DreamVecEnv(VecEnv):
             obs[done] = self.core.draw_starts(n_done)  # same-step auto-reset
         self._obs = obs
         self.disagreement = spread.cpu().numpy()
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        if n_done:
-            idx = torch.nonzero(done).flatten().cpu().numpy()
-            last, cut = nxt[done].cpu().numpy(), trunc[done].cpu().numpy()
-            for j, i in enumerate(idx):
-                infos[i]["terminal_observation"] = last[j]
-                infos[i]["TimeLimit.truncated"] = bool(cut[j])
+        infos = self.done_infos(done, trunc, nxt)
         return obs.cpu().numpy(), reward.cpu().numpy().astype(np.float32), done.cpu().numpy(), infos
-
-    def close(self) -> None:
-        pass
-
-    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-        return [getattr(self, attr_name)] * len(self._get_indices(indices))
-
-    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
-        return [getattr(self, method_name)(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
-
-    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))
 
 
 class DreamEnv(gym.Env):

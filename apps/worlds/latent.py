@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 from torch import nn
 
+from apps.worlds.envs import BatchedVecEnv
 from shared.errors import ConfigError, DataError
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -243,7 +243,7 @@ def latent_space(net: LatentRNN) -> gym.spaces.Box:
     return gym.spaces.Box(low, -low, dtype=np.float32)
 
 
-class LatentDreamVecEnv(VecEnv):
+class LatentDreamVecEnv(BatchedVecEnv):
     """N latent dreams as one SB3 VecEnv: observation concat(z, h) (L + H,) float32, the real action space.
 
     Episodes start from real frames: start_z (M, L) encoded real frames and start_h (M, H) the GRU states there
@@ -266,7 +266,6 @@ class LatentDreamVecEnv(VecEnv):
         self.cfg = cfg
         self.low = torch.as_tensor(action_space.low, device=self.device)
         self.high = torch.as_tensor(action_space.high, device=self.device)
-        self.render_mode = None
         super().__init__(cfg.n_envs, latent_space(net), action_space)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
@@ -282,11 +281,7 @@ class LatentDreamVecEnv(VecEnv):
         return torch.cat([z, h], dim=1)  # (N, L + H)
 
     def reset(self) -> np.ndarray:
-        seeds = [s for s in self._seeds if s is not None] if self._seeds else []
-        if seeds:
-            self.generator.manual_seed(int(seeds[0]))
-        self._reset_seeds()
-        self._reset_options()
+        self.seed_generator(self.generator)
         self._z, self._h = self._draw(self.num_envs)
         self._t.zero_()
         return self._obs(self._z, self._h).cpu().numpy()
@@ -313,30 +308,9 @@ class LatentDreamVecEnv(VecEnv):
             z, h = z.clone(), h.clone()
             z[done], h[done] = self._draw(n_done)
         self._z, self._h = z, h
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        if n_done:
-            idx = torch.nonzero(done).flatten().cpu().numpy()
-            ends, cut = last[done].cpu().numpy(), truncated[done].cpu().numpy()
-            for j, i in enumerate(idx):
-                infos[i]["terminal_observation"] = ends[j]
-                infos[i]["TimeLimit.truncated"] = bool(cut[j])
+        infos = self.done_infos(done, truncated, last)
         obs = self._obs(z, h).cpu().numpy()
         return obs, pred.reward.float().cpu().numpy(), done.cpu().numpy(), infos
-
-    def close(self) -> None:
-        pass
-
-    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-        return [getattr(self, attr_name)] * len(self._get_indices(indices))
-
-    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
-        return [getattr(self, method_name)(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
-
-    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))
 
 
 # ---------------------------------------------------------------------------------------------------- the real env
