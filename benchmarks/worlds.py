@@ -31,7 +31,7 @@ def run() -> list[dict]:
     data = collect(env, 2000, seed=0)
     model = WorldModel(spec, ModelConfig())
     x, y, _ = model.tensors(data)
-    model.ensemble.set_normalizer(x, y)
+    model.set_normalizer(x, y)
     dream = DreamVecEnv(model.eval(), data.obs, DreamConfig(n_envs=N_ENVS, horizon=1000), seed=0)
     dream.reset()
     rng = np.random.default_rng(0)

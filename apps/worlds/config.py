@@ -53,8 +53,12 @@ class DreamConfig:
     """Reward penalty per unit of ensemble disagreement (MOPO-style pessimism; 0 = off)."""
     max_disagreement: float = 0.0
     """Truncate a dream episode when the ensemble disagreement exceeds this (0 = never)."""
+    termination: str = "sample"
+    """How a dream episode ends: 'sample' = with the predicted termination probability (right on average when
+    the classifier is calibrated, so rare events such as a LunarLander crash still happen), 'threshold' = when
+    that probability exceeds --dream.done-threshold."""
     done_threshold: float = 0.5
-    """An episode terminates when the predicted termination probability exceeds this."""
+    """Threshold of --dream.termination threshold."""
     start: str = "real"
     """Where dream episodes start: 'real' = any observed real state, 'reset' = observed first states of real
     episodes."""
@@ -66,6 +70,8 @@ class DreamConfig:
             raise ConfigError("--dream.temperature, --dream.penalty and --dream.max-disagreement must be >= 0")
         if not 0 < self.done_threshold < 1:
             raise ConfigError(f"--dream.done-threshold={self.done_threshold} must be in (0, 1)")
+        if self.termination not in ("sample", "threshold"):
+            raise ConfigError(f"--dream.termination must be sample or threshold, got {self.termination!r}")
         if self.start not in ("real", "reset"):
             raise ConfigError(f"--dream.start must be real or reset, got {self.start!r}")
 

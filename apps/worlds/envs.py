@@ -65,7 +65,10 @@ class DreamCore:
         nxt, reward, p_done, spread = self.model.step(obs, actions, self.generator, self.cfg.temperature)
         nxt = torch.maximum(torch.minimum(nxt, self.high), self.low)  # stay inside the observation space
         reward = reward - self.cfg.penalty * spread
-        terminated = p_done > self.cfg.done_threshold
+        if self.cfg.termination == "sample":
+            terminated = torch.rand(p_done.shape, generator=self.generator, device=self.device) < p_done
+        else:
+            terminated = p_done > self.cfg.done_threshold
         truncated = t + 1 >= self.cfg.horizon
         if self.cfg.max_disagreement > 0:
             truncated = truncated | (spread > self.cfg.max_disagreement)

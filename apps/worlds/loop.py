@@ -66,7 +66,7 @@ def fit_model(
     train_idx, hold_idx = holdout_split(len(x), cfg.holdout, seed)
     if len(hold_idx) == 0:
         train_idx = np.arange(len(x))
-    model.ensemble.set_normalizer(x[train_idx], y[train_idx])
+    model.set_normalizer(x[train_idx], y[train_idx])
     tc = replace(cfg.model_train, seed=seed, progress=False, device="cpu", resume="latest")
     batches = BootstrapBatches(x[train_idx], y[train_idx], b[train_idx], cfg.model.members, tc.batch_size, seed)
     model = fit(model, batches, tc, run_dir=fit_dir, desc="world model").model.eval()

@@ -1,15 +1,16 @@
-"""The state world model: a probabilistic ensemble over (next-state change, reward) and termination, its fitting,
-its one batched transition, and its file format.
+"""The state world model: a probabilistic ensemble over the next-state change, a reward net and a termination
+classifier; its fitting, its one batched transition, and its file format.
 
-Input x = [obs, encoded action] (B, d + k); Gaussian targets y = [next_obs - obs, reward] (B, d + 1). Termination
-is a separate classifier of the NEXT state, p(terminated | s') (a truncation is not a termination and is not
-learned): in most environments the episode ends when s' leaves a region (CartPole: |x'| > 2.4 or |theta'| > 12
-degrees), a boundary an MLP finds from s' alone with a few dozen examples, while learning it from (s, a) asks the
-net to compose that boundary with the dynamics (on 1,500 random CartPole steps: 99% vs 92% holdout accuracy). In
-the dream it reads the sampled next state. Each member is trained on
-its own bootstrap resample of the data (PETS), drawn from a generator seeded by the step so that a resumed fit
-draws the same batches. A reward or termination function the user supplies (`--model.reward-fn
-module:function`) replaces the learned head in the dream.
+Input x = [obs, encoded action] (B, d + k); the ensemble's Gaussian target is next_obs - obs (B, d). Reward and
+termination are functions of the transition, as Gymnasium defines them: the reward net reads (s, a, s') and the
+termination classifier reads s' (a truncation is not a termination and is not learned). Both are trained on real
+transitions and, in the dream, read the SAMPLED next state. This is what makes them learnable from little data:
+an episode ends when s' leaves a region (CartPole: |x'| > 2.4 or |theta'| > 12 degrees), a boundary an MLP finds
+from s' alone, while from (s, a) it must compose that boundary with the dynamics (1,500 random CartPole steps: 99%
+vs 92% holdout accuracy); a shaped reward such as LunarLander's is a difference of potentials of s and s', which
+(s, a) alone cannot give. Each ensemble member is trained on its own bootstrap resample of the data (PETS), drawn
+from a generator seeded by the step so that a resumed fit draws the same batches. A reward or termination function
+the user supplies (`--model.reward-fn module:function`) replaces the learned one in the dream.
 
 File: <name>.safetensors (weights and normaliser buffers) + <name>.json (env spec and model sizes).
 """
@@ -59,30 +60,50 @@ class WorldModel(nn.Module):
     def __init__(self, spec: EnvSpec, cfg: ModelConfig):
         super().__init__()
         self.spec, self.cfg = spec, cfg
-        x_dim, y_dim = spec.obs_dim + spec.act_dim, spec.obs_dim + 1
-        net = EnsembleMLP(cfg.members, x_dim, 2 * y_dim, cfg.hidden, cfg.act)
-        self.ensemble = GaussianEnsemble(net, x_dim, y_dim)
-        self.done_net = MLP(spec.obs_dim, 1, cfg.hidden[:2], cfg.act)  # s' -> termination logit
+        d, x_dim = spec.obs_dim, spec.obs_dim + spec.act_dim
+        self.ensemble = GaussianEnsemble(EnsembleMLP(cfg.members, x_dim, 2 * d, cfg.hidden, cfg.act), x_dim, d)
+        self.reward_net = MLP(2 * d + spec.act_dim, 1, cfg.hidden[:2], cfg.act)  # (s, a, s') -> reward
+        self.done_net = MLP(d, 1, cfg.hidden[:2], cfg.act)  # s' -> termination logit
+        self.register_buffer("r_mean", torch.zeros(()))
+        self.register_buffer("r_std", torch.ones(()))
         self.objectives = self.ensemble.objectives
         self.reward_fn = load_function(cfg.reward_fn)
         self.done_fn = load_function(cfg.done_fn)
 
     # the family contract, delegated (so shared.training.fit trains a WorldModel directly)
     def objective_parameters(self, name: str) -> list[nn.Parameter]:
-        return [*self.ensemble.objective_parameters(name), *self.done_net.parameters()]
+        return [*self.ensemble.objective_parameters(name), *self.reward_net.parameters(), *self.done_net.parameters()]
+
+    @torch.no_grad()
+    def set_normalizer(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Standardise with the statistics of x (N, d + k) and y = [next_obs - obs, reward] (N, d + 1)."""
+        self.ensemble.set_normalizer(x, y[:, :-1])
+        self.r_mean.copy_(y[:, -1].mean())
+        self.r_std.copy_(y[:, -1].std().clamp_min(1e-6))
+
+    def _norm_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        d = self.spec.obs_dim
+        return (obs - self.ensemble.x_mean[:d]) / self.ensemble.x_std[:d]
+
+    def reward(self, obs: torch.Tensor, a_enc: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """(..., d), encoded actions (..., k), (..., d) -> rewards (...,) in data units."""
+        h = torch.cat([self._norm_obs(obs), a_enc, self._norm_obs(next_obs)], dim=-1)
+        return self.reward_net(h).squeeze(-1) * self.r_std + self.r_mean
 
     def done_logits(self, next_obs: torch.Tensor) -> torch.Tensor:
         """next_obs (..., d) -> termination logits (...,), inputs standardised with the observation statistics."""
-        d = self.spec.obs_dim
-        return self.done_net((next_obs - self.ensemble.x_mean[:d]) / self.ensemble.x_std[:d]).squeeze(-1)
+        return self.done_net(self._norm_obs(next_obs)).squeeze(-1)
 
     def forward(self, batch, objective: str = "loss") -> torch.Tensor:
         x, y, b = batch  # (E, B, d + k), (E, B, d + 1), (E, B, 1)
-        loss = self.ensemble((x, y), objective)
         d = self.spec.obs_dim
-        bce = F.binary_cross_entropy_with_logits(self.done_logits(x[..., :d] + y[..., :d]), b[..., 0])
-        self.stats = {**self.ensemble.stats, "bce": bce.detach()}
-        return loss + bce
+        loss = self.ensemble((x, y[..., :d]), objective)
+        obs, nxt = x[..., :d], x[..., :d] + y[..., :d]  # the real transition
+        r_err = (self.reward(obs, x[..., d:], nxt) - y[..., d]) / self.r_std
+        mse = (r_err**2).mean()
+        bce = F.binary_cross_entropy_with_logits(self.done_logits(nxt), b[..., 0])
+        self.stats = {**self.ensemble.stats, "reward_mse": mse.detach(), "bce": bce.detach()}
+        return loss + mse + bce
 
     # data -----------------------------------------------------------------------------------------------
 
@@ -108,8 +129,8 @@ class WorldModel(nn.Module):
         disagreement (B,) (sd across members of the normalised predictions)."""
         a = encode_actions(self.spec, action)
         y, _, spread = self.ensemble.sample(torch.cat([obs, a], dim=1), generator=generator, temperature=temperature)
-        nxt = obs + y[:, :-1]
-        reward, p_done = y[:, -1], torch.sigmoid(self.done_logits(nxt))
+        nxt = obs + y
+        reward, p_done = self.reward(obs, a, nxt), torch.sigmoid(self.done_logits(nxt))
         if self.reward_fn is not None:
             reward = self.reward_fn(obs, action, nxt).float()
         if self.done_fn is not None:
@@ -119,10 +140,10 @@ class WorldModel(nn.Module):
     @torch.no_grad()
     def mean_step(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The ensemble-mean prediction (no noise): next_obs (B, d), reward (B,), p_terminated (B,)."""
-        mean, _, _ = self.ensemble.predict(torch.cat([obs, encode_actions(self.spec, action)], dim=1))
-        y = mean.mean(dim=0)
-        nxt = obs + y[:, :-1]
-        return nxt, y[:, -1], torch.sigmoid(self.done_logits(nxt))
+        a = encode_actions(self.spec, action)
+        mean, _, _ = self.ensemble.predict(torch.cat([obs, a], dim=1))
+        nxt = obs + mean.mean(dim=0)
+        return nxt, self.reward(obs, a, nxt), torch.sigmoid(self.done_logits(nxt))
 
     # files ----------------------------------------------------------------------------------------------
 
