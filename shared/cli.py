@@ -56,8 +56,9 @@ def _converter(tp: Any, where: str):
     return convert
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
-    """Add an option for every field of dataclass `cls` (recursing into nested dataclasses)."""
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "", values: Any = None) -> None:
+    """Add an option for every field of dataclass `cls` (recursing into nested dataclasses). `values` (an instance
+    of `cls`, e.g. a preset) supplies the defaults shown in --help instead of the dataclass's own."""
     docs, hints = field_docs(cls), field_types(cls)
     group = parser.add_argument_group(f"{prefix.rstrip('.') or cls.__name__} options") if prefix else parser
     for f in dataclasses.fields(cls):
@@ -65,13 +66,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str
             continue
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            add_config_arguments(parser, tp, prefix=f"{prefix}{f.name}.")
+            inner = getattr(values, f.name) if values is not None else None
+            add_config_arguments(parser, tp, prefix=f"{prefix}{f.name}.", values=inner)
             continue
-        default = (
-            f.default
-            if f.default is not dataclasses.MISSING
-            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        )
+        if values is not None:
+            default = getattr(values, f.name)
+        else:
+            default = (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            )
         help_text = docs.get(f.name, "")
         shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
         help_text = f"{help_text} (default: {shown})".strip().replace("%", "%%")
@@ -120,8 +125,9 @@ def config_parser(
     prog: str | None = None,
     description: str | None = None,
     parser: argparse.ArgumentParser | None = None,
+    values: Any = None,
 ) -> argparse.ArgumentParser:
-    """A parser with `--config FILE.json` plus one option per config field."""
+    """A parser with `--config FILE.json` plus one option per config field (defaults shown from `values`)."""
     parser = parser or OneLineParser(prog=prog, description=description)
     parser.add_argument(
         "--config",
@@ -129,7 +135,7 @@ def config_parser(
         metavar="FILE.json",
         help="load a saved config (e.g. runs/<app>/<run>/config.json); options given here override it",
     )
-    add_config_arguments(parser, cls)
+    add_config_arguments(parser, cls, values=values)
     return parser
 
 
@@ -145,7 +151,7 @@ def parse_config(
 
     `defaults` (an instance of `cls`, e.g. a named preset) replaces the dataclass defaults as the base; `parser`
     may carry extra options of the caller's (such as `--preset`), added before this call."""
-    parser = config_parser(cls, prog=prog, description=description, parser=parser)
+    parser = config_parser(cls, prog=prog, description=description, parser=parser, values=defaults)
     ns = parser.parse_args(argv)
     base = load_json(cls, ns.config) if ns.config else defaults
     return config_from_args(cls, ns, base)

@@ -107,3 +107,9 @@ def test_list_options_take_commas_or_several_tokens_and_presets_as_defaults():
     base = Cfg(steps=25)
     assert parse_config(Cfg, [], defaults=base).steps == 25
     assert parse_config(Cfg, ["--steps", "75"], defaults=base).steps == 75
+
+
+def test_help_shows_the_preset_defaults_not_the_class_defaults():
+    preset = Cfg(steps=77, inner=Inner(lr=0.5))
+    text = " ".join(config_parser(Cfg, prog="p", values=preset).format_help().split())
+    assert "(default: 77)" in text and "(default: 0.5)" in text and "(default: 10)" not in text
