@@ -371,17 +371,22 @@ def latent_check(cfg: MoleculesConfig, vae: Bundle, held: list[str], run: RunDir
     rng = np.random.default_rng(cfg.seed)
     n_pairs = min(20, len(held) // 2)
     picks = rng.choice(len(held), size=2 * n_pairs, replace=False).reshape(n_pairs, 2)
-    rows, inner = [], []
+    rows, inner, inner_greedy = [], [], []
+    g = torch.Generator().manual_seed(cfg.seed)
     for k, (a, b) in enumerate(picks):
-        path = interpolate(vae, held[a], held[b], cfg.steps)
+        path = interpolate(vae, held[a], held[b], cfg.steps, tries=cfg.interp_tries, generator=g)
         inner += path[1:-1]
+        inner_greedy += interpolate(vae, held[a], held[b], cfg.steps, tries=0)[1:-1]
         rows += [(k, t, s, chem.mol(s) is not None) for t, s in zip(np.linspace(0, 1, len(path)), path)]
     out["interp_valid"] = sum(chem.mol(s) is not None for s in inner) / max(1, len(inner))
+    out["interp_valid_greedy"] = sum(chem.mol(s) is not None for s in inner_greedy) / max(1, len(inner_greedy))
+    out["interp_distinct"] = len(set(inner)) / max(1, len(inner))
     with atomic_path(run.samples / "interpolation.csv") as tmp:
         pd.DataFrame(rows, columns=["pair", "t", "smiles", "valid"]).to_csv(tmp, index=False)
     say(
         f"VAE: exact reconstruction {out['recon_exact']:.1%} of {out['recon_n']} held-out molecules, "
-        f"valid decodes {out['recon_valid']:.1%}; interpolation valid {out['interp_valid']:.1%}"
+        f"valid decodes {out['recon_valid']:.1%}; interpolation valid {out['interp_valid']:.1%} "
+        f"({out['interp_valid_greedy']:.1%} greedy only, {cfg.interp_tries} tries where invalid)"
     )
     return out
 
@@ -396,7 +401,7 @@ def interpolate_cmd(cfg: MoleculesConfig) -> dict:
     else:
         held = molecule_sets(cfg, run)[1]
         a, b = held[0], held[1]
-    path = interpolate(vae, a, b, cfg.steps)
+    path = interpolate(vae, a, b, cfg.steps, tries=cfg.interp_tries, generator=torch.Generator().manual_seed(cfg.seed))
     df = pd.DataFrame(
         {"t": np.linspace(0, 1, len(path)), "smiles": path, "valid": [chem.mol(s) is not None for s in path]}
     )

@@ -157,6 +157,9 @@ class MoleculesConfig:
     """`interpolate`: two SMILES to morph between (default: two test molecules)."""
     steps: int = 9
     """Points on an interpolation path, ends included."""
+    interp_tries: int = 16
+    """Where the greedy decode of an interpolation point is not a valid molecule, decode it this many times at
+    temperature 0.7 and keep the most frequent valid one (Gomez-Bombarelli et al. 2018); 0 = greedy only."""
     cond_targets: tuple[str, ...] = ("qed=0.5", "qed=0.7", "qed=0.9", "logp=1", "logp=3", "logp=5")
     """Targets of the conditional-generation check in `evaluate` (1,000 valid molecules each)."""
     n_recon: int = 1000
@@ -170,8 +173,8 @@ class MoleculesConfig:
         bad = [m for m in self.models if m not in ("lm", "vae")]
         if bad or not self.models:
             raise ConfigError(f"--models must name lm and/or vae, got {','.join(self.models) or 'nothing'}")
-        if self.n_samples < 1 or self.n < 1 or self.n_recon < 0 or self.steps < 2:
-            raise ConfigError("--n-samples, --n must be >= 1, --n-recon >= 0 and --steps >= 2")
+        if self.n_samples < 1 or self.n < 1 or self.n_recon < 0 or self.steps < 2 or self.interp_tries < 0:
+            raise ConfigError("--n-samples, --n must be >= 1, --n-recon and --interp-tries >= 0 and --steps >= 2")
         if self.temperature < 0 or self.target_temperature < 0 or self.top_k < 0:
             raise ConfigError(f"--temperature={self.temperature} and --top-k={self.top_k} must be >= 0")
 

@@ -184,14 +184,48 @@ def reconstruction(bundle: Bundle, smiles: Sequence[str], batch_size: int = 500)
     return {"recon_exact": exact / total, "recon_valid": valid / total, "recon_n": total}
 
 
-def interpolate(bundle: Bundle, a: str, b: str, steps: int = 9, method: str = "slerp") -> list[str]:
-    """SMILES decoded (greedily) at `steps` points between the posterior means of molecules a and b."""
+def decode_valid(
+    bundle: Bundle,
+    z: torch.Tensor,
+    tries: int = 16,
+    temperature: float = 0.7,
+    generator: torch.Generator | None = None,
+) -> list[str]:
+    """Latent codes (K, latent) -> SMILES: the greedy decode where it is valid, else the most frequent valid
+    canonical SMILES among `tries` decodes sampled at `temperature` ('' when none is valid). The decoding
+    procedure of Gomez-Bombarelli et al. 2018 (section "Representation of molecules in latent space": decode
+    each point several times, keep the most frequent valid molecule); tries=0 is plain greedy decoding."""
+    out = [chem.canonical(s) or "" for s in decode_latents(bundle, z)]
+    bad = [i for i, s in enumerate(out) if not s]
+    if not bad or tries <= 0:
+        return out
+    zb = z[bad].repeat_interleave(tries, dim=0)  # (len(bad) * tries, latent)
+    ids = bundle.model.decoder.sample(zb, generator=generator, temperature=temperature)
+    draws = [chem.canonical(s) for s in decode(bundle, ids)]
+    for j, i in enumerate(bad):
+        valid = [s for s in draws[j * tries : (j + 1) * tries] if s]
+        if valid:
+            out[i] = max(set(valid), key=valid.count)
+    return out
+
+
+def interpolate(
+    bundle: Bundle,
+    a: str,
+    b: str,
+    steps: int = 9,
+    method: str = "slerp",
+    tries: int = 16,
+    generator: torch.Generator | None = None,
+) -> list[str]:
+    """SMILES decoded at `steps` points between the posterior means of molecules a and b (`decode_valid`:
+    greedy, with `tries` sampled decodes where the greedy one is invalid; tries=0 = greedy only)."""
     mu, kept = encode_smiles(bundle, [a, b])
     if not kept.all():
         bad = [s for s, k in zip((a, b), kept) if not k]
         raise ConfigError(f"cannot encode {bad[0]!r}: invalid, or tokens outside the VAE's vocabulary")
     path = interpolation_path(mu[:1], mu[1:], steps, method)  # (steps, 1, latent)
-    return decode_latents(bundle, path[:, 0])
+    return decode_valid(bundle, path[:, 0], tries=tries, generator=generator)
 
 
 def neighbourhood(

@@ -236,7 +236,9 @@ def latent_section(page: Page, m: dict, interp: pd.DataFrame | None) -> None:
     keys = {
         "recon_exact": "exact reconstruction of held-out molecules",
         "recon_valid": "valid reconstructions",
-        "interp_valid": "valid decodes inside interpolation paths",
+        "interp_valid": "valid molecules inside interpolation paths (greedy, then --interp-tries sampled decodes)",
+        "interp_valid_greedy": "... with greedy decoding only",
+        "interp_distinct": "distinct molecules among the interpolation points",
         "recon_n": "held-out molecules encoded",
     }
     if not any(k in m for k in keys):

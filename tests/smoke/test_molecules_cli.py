@@ -55,6 +55,7 @@ def test_tiny_moses_pipeline_end_to_end(tmp_path):
         "cond_qed_0.7_median",
         "recon_exact",
         "interp_valid",
+        "interp_valid_greedy",
     ):
         assert key in m, key
     assert m["n_generated"] == 300 and 0 <= m["valid"] <= 1
