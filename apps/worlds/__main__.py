@@ -35,7 +35,7 @@ from apps.worlds import loop
 from apps.worlds.agents import evaluate, load_policy, make_agent, policy_fn, save_agent, set_threads
 from apps.worlds.config import WorldsConfig, for_env
 from apps.worlds.data import Transitions, collect
-from apps.worlds.envs import DreamVecEnv, load_starts, starts_path
+from apps.worlds.envs import DreamVecEnv, load_starts, save_starts, start_states
 from apps.worlds.model import WorldModel
 from apps.worlds.pixels import PixelConfig, run_pixels
 from apps.worlds.pixels import preset as pixel_preset
@@ -100,9 +100,7 @@ def cmd_fit(cfg: WorldsConfig) -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     model, errors = loop.fit_model(spec, cfg, data, cfg.seeds[0], run.path / f"fit-{stamp}", warm)
     model.save(run.path / "model")
-    starts = data.obs if cfg.dream.start == "real" else data.episode_starts
-    with atomic_path(starts_path(run.path / "model")) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, starts)
+    save_starts(run.path / "model", start_states(data, cfg.dream.start))
     run.write_metrics({f"model_{k}": v for k, v in errors.items()})
     say(f"fitted on {len(data)} transitions: " + ", ".join(f"{k} {v:.4f}" for k, v in errors.items()))
 

@@ -41,6 +41,10 @@ class Transitions:
         first = np.r_[True, (self.terminated | self.truncated)[:-1]]
         return self.obs[first]
 
+    def subset(self, idx: np.ndarray) -> Transitions:
+        """The transitions at `idx` (episode returns are not carried over)."""
+        return Transitions(*(getattr(self, f)[idx] for f in FIELDS))
+
     def concat(self, other: Transitions) -> Transitions:
         return Transitions(
             *(np.concatenate([getattr(self, f), getattr(other, f)]) for f in FIELDS),

@@ -29,7 +29,9 @@ import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from apps.worlds.config import DreamConfig
+from apps.worlds.data import Transitions
 from apps.worlds.model import WorldModel
+from shared.atomic import atomic_path
 from shared.errors import ConfigError, DataError
 
 
@@ -207,6 +209,17 @@ class DreamEnv(gym.Env):
 
 def starts_path(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".starts.npy")
+
+
+def start_states(data: Transitions, start: str) -> np.ndarray:
+    """Where dream episodes start (`DreamConfig.start`): every observed real state, or only real episodes' first."""
+    return data.obs if start == "real" else data.episode_starts
+
+
+def save_starts(model_path: str | Path, starts: np.ndarray) -> None:
+    """Save the start states beside the model as <model>.starts.npy (atomically)."""
+    with atomic_path(starts_path(model_path)) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, starts)
 
 
 def load_starts(model_path: str | Path) -> np.ndarray:

@@ -31,7 +31,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 from apps.worlds.agents import evaluate, load_policy, make_agent, policy_fn, resolve_algo, save_agent
 from apps.worlds.config import WorldsConfig
 from apps.worlds.data import Transitions, collect
-from apps.worlds.envs import DreamVecEnv, starts_path
+from apps.worlds.envs import DreamVecEnv, load_starts, save_starts, start_states
 from apps.worlds.model import BootstrapBatches, WorldModel, holdout_split
 from apps.worlds.spaces import EnvSpec, make_env, spec_of
 from shared.atomic import atomic_write_json
@@ -64,18 +64,13 @@ def fit_model(
         model.load_state_dict(warm.state_dict())
     x, y, b = model.tensors(data)
     train_idx, hold_idx = holdout_split(len(x), cfg.holdout, seed)
-    if len(hold_idx) == 0:
-        train_idx = np.arange(len(x))
     model.set_normalizer(x[train_idx], y[train_idx])
     tc = replace(cfg.model_train, seed=seed, progress=False, device="cpu", resume="latest")
     batches = BootstrapBatches(x[train_idx], y[train_idx], b[train_idx], cfg.model.members, tc.batch_size, seed)
     model = fit(model, batches, tc, run_dir=fit_dir, desc="world model").model.eval()
     errors = {}
     if len(hold_idx):
-        hold = Transitions(
-            *(getattr(data, f)[hold_idx] for f in ("obs", "actions", "rewards", "next_obs", "terminated", "truncated"))
-        )
-        errors = model_errors(model, hold)
+        errors = model_errors(model, data.subset(hold_idx))
     return model, errors
 
 
@@ -146,7 +141,7 @@ def run_seed(cfg: WorldsConfig, seed: int, run: RunDir) -> dict:
         rdir = folder / f"round-{r}"
         if (res := _json(rdir / "result.json")) is not None:  # finished earlier: reload and move on
             model = WorldModel.load(rdir / "model", expect=spec)
-            venv = DreamVecEnv(model, np.load(starts_path(rdir / "model")), cfg.dream, seed=seed)
+            venv = DreamVecEnv(model, load_starts(rdir / "model"), cfg.dream, seed=seed)
             agent = load_policy(make_agent(cfg.agent, VecMonitor(venv), seed), rdir / "agent")
             rounds.append(res)
             if res["eval_mean"] >= cfg.target_return:
@@ -170,10 +165,10 @@ def run_seed(cfg: WorldsConfig, seed: int, run: RunDir) -> dict:
         t1 = time.perf_counter()
         # 2. the world model, warm-started from the previous round
         model, errors = fit_model(spec, cfg, data, seed * 1000 + r, rdir.parent / f"fit-{r}", model)
-        starts = data.obs if cfg.dream.start == "real" else data.episode_starts
+        starts = start_states(data, cfg.dream.start)
         rdir.mkdir(exist_ok=True)
         model.save(rdir / "model")
-        np.save(starts_path(rdir / "model"), starts)
+        save_starts(rdir / "model", starts)
         t2 = time.perf_counter()
         # 3. the agent, only in the dream
         venv = VecMonitor(DreamVecEnv(model, starts, cfg.dream, seed=seed * 1000 + r))
@@ -262,7 +257,7 @@ def run_baseline(cfg: WorldsConfig, seed: int, run: RunDir, steps: int) -> dict:
     algo = resolve_algo(cfg.agent, eval_env.action_space)
     n_envs = 8 if algo == "ppo" else 1
     venv = VecMonitor(DummyVecEnv([lambda: make_env(cfg.env) for _ in range(n_envs)]))
-    agent = make_agent(replace(cfg.agent), venv, seed)
+    agent = make_agent(cfg.agent, venv, seed)
     cb = _Curve(eval_env, every=max(steps // 5, 1), episodes=5)
     agent.learn(steps, callback=cb)
     final = evaluate(agent, eval_env, cfg.eval_episodes, seed=FINAL_SEED)
