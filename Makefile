@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.genlab-setup
 TORCH  := torch==2.13.0
 RUN    ?= demo
 
-.PHONY: setup demo molecules markets worlds test test-fast lint format bench clean-runs help
+.PHONY: setup demo molecules markets worlds art test test-fast lint format bench clean-runs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -36,6 +36,9 @@ worlds: setup  ## world models: CartPole-v1 then Pendulum-v1, 3 seeds each, agen
 	$(BIN)/python -m apps.worlds run --env CartPole-v1 --run-name cartpole
 	$(BIN)/python -m apps.worlds run --env Pendulum-v1 --run-name pendulum
 
+art: setup  ## few-shot art: emoji at 32 px, diffusion + VAE + GAN, metrics and report: runs/art/default/report.html
+	$(BIN)/python -m apps.art all --run-name default
+
 markets: setup  ## scenario generation on the bundled 20-stock universe: runs/markets/default/report.html
 	$(BIN)/python -m apps.markets all --run-name default
 
@@ -53,6 +56,7 @@ format: setup  ## ruff format and import sorting
 	$(BIN)/ruff format .
 
 bench: setup  ## benchmarks against peers; writes benchmarks/results/<machine>-<date>.json and .md
+	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python -m benchmarks
 
 clean-runs:  ## delete runs/ (checkpoints, samples, reports)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import markets, training_loop, worlds
+from benchmarks import art, markets, training_loop, worlds
 from benchmarks.harness import markdown_table, write_results
 
-BENCHMARKS = [training_loop, markets, worlds]
+BENCHMARKS = [training_loop, markets, worlds, art]
 
 
 def main() -> int:

@@ -18,6 +18,21 @@ from torch import nn
 from shared.errors import ConfigError
 from shared.nets.mlp import make_activation
 
+NORMS = ("none", "batch", "group")
+
+
+def make_norm(kind: str, channels: int) -> list[nn.Module]:
+    """The normalisation layers over `channels` feature maps: [] for none (so layer indices, and checkpoints of
+    nets built without a norm, stay as they were), [BatchNorm2d] for batch (DCGAN generators), [GroupNorm] with
+    8 groups (fewer when `channels` is not divisible by 8; independent of the batch) for group."""
+    if kind not in NORMS:
+        raise ConfigError(f"unknown norm {kind!r}; use one of {list(NORMS)}")
+    if kind == "batch":
+        return [nn.BatchNorm2d(channels)]
+    if kind == "group":
+        return [nn.GroupNorm(next(g for g in (8, 4, 2, 1) if channels % g == 0), channels)]
+    return []
+
 
 def check_image_size(image_size: int, n_halvings: int, who: str) -> int:
     """Return the bottleneck side image_size / 2**n_halvings, or raise ConfigError naming sizes that work."""
@@ -41,8 +56,8 @@ def _check_channels(channels: Sequence[int], who: str) -> tuple[int, ...]:
 class ConvEncoder(nn.Module):
     """(B, in_channels, S, S) -> (B, out_dim) with S = image_size.
 
-    Each entry c of `channels` adds a 4x4 stride-2 convolution to c channels and an activation, so the spatial
-    side goes S -> S / 2**len(channels); the map is flattened and a Linear produces the features.
+    Each entry c of `channels` adds a 4x4 stride-2 convolution to c channels, the `norm` and an activation, so
+    the spatial side goes S -> S / 2**len(channels); the map is flattened and a Linear produces the features.
     """
 
     def __init__(
@@ -52,6 +67,7 @@ class ConvEncoder(nn.Module):
         out_dim: int,
         channels: Sequence[int] = (32, 64),
         act: str = "silu",
+        norm: str = "none",
     ) -> None:
         super().__init__()
         channels = _check_channels(channels, "ConvEncoder")
@@ -63,7 +79,11 @@ class ConvEncoder(nn.Module):
         prev = self.in_channels
         for c in channels:
             # kernel 4, stride 2, padding 1 halves the side exactly (the DCGAN down-sampling block).
-            layers += [nn.Conv2d(prev, c, kernel_size=4, stride=2, padding=1), make_activation(act)]
+            layers += [
+                nn.Conv2d(prev, c, kernel_size=4, stride=2, padding=1),
+                *make_norm(norm, c),
+                make_activation(act),
+            ]
             prev = c
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(prev * side * side, self.out_dim)
@@ -83,8 +103,8 @@ class ConvDecoder(nn.Module):
     """(B, in_dim) -> (B, out_channels, S, S) raw outputs (no final activation), S = image_size.
 
     A Linear makes a (channels[0], s, s) map with s = S / 2**len(channels); each entry c of `channels` then
-    doubles the side (nearest upsampling) and applies a 3x3 convolution to c channels and an activation; a last
-    3x3 convolution maps to `out_channels`.
+    doubles the side (nearest upsampling) and applies a 3x3 convolution to c channels, the `norm` and an
+    activation; a last 3x3 convolution maps to `out_channels`.
     """
 
     def __init__(
@@ -94,6 +114,7 @@ class ConvDecoder(nn.Module):
         image_size: int,
         channels: Sequence[int] = (64, 32),
         act: str = "silu",
+        norm: str = "none",
     ) -> None:
         super().__init__()
         channels = _check_channels(channels, "ConvDecoder")
@@ -109,6 +130,7 @@ class ConvDecoder(nn.Module):
             layers += [
                 nn.Upsample(scale_factor=2, mode="nearest"),
                 nn.Conv2d(prev, c, kernel_size=3, padding=1),
+                *make_norm(norm, c),
                 make_activation(act),
             ]
             prev = c

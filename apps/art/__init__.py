@@ -1,0 +1,1 @@
+"""apps/art: few-shot art synthesis (diffusion, GAN, VAE) with galleries, interpolation and honest metrics."""
