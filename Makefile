@@ -21,13 +21,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
-demo: setup  ## core families on real small data, then short markets and molecules runs; reports under runs/
+demo: setup  ## core families on real small data, then short markets, molecules, worlds and art runs; reports under runs/
 	$(BIN)/python -m apps.core_demo --run-name $(RUN)
 	$(BIN)/python -m apps.markets all --run-name demo --tickers AAPL,MSFT,JPM,XOM,KO --source bundled \
 		--start 2004-01-01 --split 2012-01-01 --end 2016-12-31 --train.steps 1000 --eval-paths 40 --scenarios 500
 	$(BIN)/python -m apps.molecules all --run-name demo --data.n-train 50000 --data.n-props 10000 \
 		--lm-train.steps 600 --vae-train.steps 300 --n-samples 5000 --n-recon 200
 	$(BIN)/python -m apps.worlds run --env CartPole-v1 --run-name demo --seeds 0 --rounds 2 --eval-episodes 10
+	$(BIN)/python -m apps.art all --preset demo --run-name demo
 
 molecules: setup  ## MOSES: prepare, train the LM and VAE (~20 min on 2 cores), evaluate: runs/molecules/default/report.html
 	$(BIN)/python -m apps.molecules all --run-name default

@@ -18,6 +18,7 @@ per class (or none: one class); transparent images are composited onto --data.ba
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 
@@ -157,7 +158,12 @@ def cmd_evaluate(cfg: ArtConfig, extra, data: RunData | None = None, models=None
     models = models or trained_models(cfg, run)
     metrics = evaluate(cfg, run, data, models)
     for kind in models:
-        swd = ", ".join(f"{k[4:]} px {v:.1f}" for k, v in metrics.items() if k.startswith(f"{kind}_swd_"))
+        levels = sorted(
+            (int(k.rsplit("_", 1)[1]) for k in metrics if re.fullmatch(rf"{kind}_swd_\d+", k)), reverse=True
+        )
+        swd = ", ".join(
+            f"{px} px {metrics[f'{kind}_swd_{px}']:.1f} (real {metrics[f'real_swd_{px}']:.1f})" for px in levels
+        )
         say(f"{kind}: KID {metrics[f'{kind}_kid']:.4f} (real {metrics['real_kid']:.4f}, noise "
             f"{metrics['noise_kid']:.4f}, blur {metrics['blur_kid']:.4f}); SWD x1e3 {swd}; class accuracy "
             f"{metrics[f'{kind}_class_acc']:.2f} (chance {metrics['chance']:.2f}); memorisation ratio "

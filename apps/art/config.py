@@ -1,10 +1,10 @@
 """The art app's one config; `python -m apps.art <command> --help` is derived from it.
 
 Presets (`--preset`):
-    default    emoji at 32 px on the CPU: diffusion (main), VAE and GAN, ~15 min on 2 cores (`make art`)
+    default    emoji at 32 px on the CPU: diffusion (main), VAE and GAN, ~20 min on 2 cores (`make art`)
     portraits  the 238 Wesnoth portraits at 64 px, a GPU configuration (hours on a CPU)
-    portraits-cpu  the portraits at 32 px on the CPU (~15 min)
-    demo       emoji at 32 px with short budgets (`make demo`, ~4 min)
+    portraits-cpu  the portraits at 32 px on the CPU with the default budgets (~20 min)
+    demo       emoji at 32 px with short budgets (`make demo`, ~5 min)
     tiny       16 px, a few steps: proves the plumbing (tests)
 """
 
@@ -67,6 +67,9 @@ class DiffusionConfig:
     """Levels with self-attention (0 = full resolution)."""
     dropout: float = 0.1
     """Dropout in the residual blocks (small data overfits without it)."""
+    prediction: str = "v"
+    """What the UNet predicts: v (velocity, Salimans & Ho 2022: keeps the global layout right with short training
+    and few sampling steps) or eps (the noise, as DDPM)."""
     schedule: str = "cosine"
     """Noise schedule: cosine or linear."""
     timesteps: int = 1000
@@ -87,9 +90,9 @@ class VAEConfig:
 
     latent_dim: int = 64
     """Latent width."""
-    channels: tuple[int, ...] = (64, 128, 256)
+    channels: tuple[int, ...] = (32, 64, 128)
     """Encoder widths (one stride-2 halving each); the decoder mirrors them."""
-    feature_dim: int = 512
+    feature_dim: int = 256
     """Encoder feature width before the latent head."""
     beta: float = 1.0
     """KL weight (1 = the ELBO)."""
@@ -101,7 +104,7 @@ class GANConfig:
 
     latent_dim: int = 64
     """Latent noise width."""
-    channels: tuple[int, ...] = (256, 128, 64)
+    channels: tuple[int, ...] = (128, 64, 32)
     """Generator widths from the bottleneck up (the discriminator mirrors them)."""
     augment: str = "color,translation,cutout"
     """DiffAugment policy applied to real and fake images before the discriminator."""
@@ -135,20 +138,20 @@ def _diffusion_train() -> TrainConfig:
     # bf16 autocast doubles a CPU's UNet throughput where the CPU has AMX / AVX512-BF16 (measured 250 vs 119
     # images/s at 32 px on 2 cores); the loss stays float32.
     return TrainConfig(
-        steps=2500, batch_size=64, lr=1e-3, warmup_steps=100, lr_schedule="cosine", ema_decay=0.999, amp=True,
-        checkpoint_every=250, log_every=25, eval_every=500,
+        steps=1800, batch_size=64, lr=1e-3, warmup_steps=100, lr_schedule="cosine", ema_decay=0.999, amp=True,
+        checkpoint_every=300, log_every=25, eval_every=450,
     )  # fmt: skip
 
 
 def _vae_train() -> TrainConfig:
     return TrainConfig(
-        steps=1500, batch_size=64, lr=1e-3, lr_schedule="cosine", checkpoint_every=500, log_every=25, eval_every=500
+        steps=800, batch_size=64, lr=1e-3, lr_schedule="cosine", checkpoint_every=400, log_every=25, eval_every=400
     )
 
 
 def _gan_train() -> TrainConfig:
     return TrainConfig(
-        steps=2000, batch_size=64, lr=2e-4, betas=(0.0, 0.99), ema_decay=0.999, checkpoint_every=500, log_every=25,
+        steps=1000, batch_size=64, lr=2e-4, betas=(0.0, 0.99), ema_decay=0.999, checkpoint_every=500, log_every=25,
         eval_every=500, grad_clip=0.0,
     )  # fmt: skip
 
@@ -193,9 +196,9 @@ def preset(name: str) -> ArtConfig:
         base = ArtConfig(preset="demo")
         return replace(
             base,
-            diffusion_train=replace(base.diffusion_train, steps=600, eval_every=300),
-            vae_train=replace(base.vae_train, steps=400, eval_every=200),
-            gan_train=replace(base.gan_train, steps=400, eval_every=200),
+            diffusion_train=replace(base.diffusion_train, steps=400, eval_every=200),
+            vae_train=replace(base.vae_train, steps=200, eval_every=100),
+            gan_train=replace(base.gan_train, steps=200, eval_every=100),
             diffusion=replace(base.diffusion, sample_steps=25),
             eval=replace(base.eval, per_class=8, classifier_steps=300, interp_pairs=2),
         )
@@ -217,7 +220,7 @@ def preset(name: str) -> ArtConfig:
         base = ArtConfig(preset=name)
         data = replace(base.data, collection="portraits", flip=True, holdout=0.15)
         if name == "portraits-cpu":
-            return replace(base, data=data, diffusion_train=replace(base.diffusion_train, steps=3000))
+            return replace(base, data=data)
         # 64 px on a GPU: a DDPM-CIFAR-sized UNet (35M parameters), 4 levels, attention at 16 px.
         return replace(
             base,

@@ -1,6 +1,6 @@
 """The three image models built from the shared core, and how each one samples and interpolates.
 
-    diffusion  shared.nets.UNet (eps prediction, class embedding + null class) in shared.generative.Diffusion:
+    diffusion  shared.nets.UNet (v or eps prediction, class embedding + null class) in shared.generative.Diffusion:
                DDPM's simple loss (Ho et al. 2020), DDIM sampling (Song et al. 2021) with classifier-free
                guidance (Ho & Salimans 2022), EMA weights.
     vae        shared.nets.ConvEncoder / ConvDecoder (GroupNorm) in shared.generative.VAE, class-conditional,
@@ -51,7 +51,7 @@ def build_model(kind: str, cfg: ArtConfig, num_classes: int) -> nn.Module:
         )
         return Diffusion(
             net, (3, s, s), schedule=d.schedule, timesteps=d.timesteps, num_classes=num_classes,
-            cond_drop_prob=d.cond_drop,
+            cond_drop_prob=d.cond_drop, prediction=d.prediction,
         )  # fmt: skip
     if kind == "vae":
         v = cfg.vae

@@ -12,7 +12,6 @@ still training or was made step by step.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,25 +19,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from apps.art import figures as figs
 from apps.art.config import MODELS
-from shared.errors import DataError
-from shared.report import figures
+from apps.art.figures import finite
 from shared.report.page import Page
 from shared.runs import RunDir
-from shared.training.metrics_log import read_records
 
 MAX_CLASSES = 15  # class rows in the gallery
 GALLERY_PER_CLASS = 8  # images per class row, fewer when the gallery would pass its budget
-PROGRESS_PANELS = 6  # saved steps shown per model, evenly spaced
-PROGRESS_COLUMNS = 6  # columns of the progress grids written by apps.art.training (pad 1 px)
-# PNG bytes per part (gallery: all of it; interpolation: all models; progress: per model), so the page stays under
-# ~5 MB at 64 px: galleries show fewer images per class, strips fewer rows, progress fewer columns and steps.
-BUDGET = {"gallery": 1_100_000, "interpolation": 700_000, "progress": 200_000}
-END_GAP = 6  # white pixels setting the real endpoints apart in an interpolation strip
+# PNG bytes per part (gallery: all of it; interpolation: all models; progress: per model in apps.art.figures), so
+# the page stays under ~5 MB at 64 px: galleries show fewer images per class, strips fewer rows.
+BUDGET = {"gallery": 1_100_000, "interpolation": 700_000}
 INTERPOLATION = {  # how each model makes its path (apps.art.models.interpolate)
     "diffusion": "both real images are inverted to noise with deterministic DDIM (conditional on the class, no "
     "guidance), the two noises are joined by spherical interpolation (slerp) and every point is decoded with the "
@@ -49,19 +43,13 @@ INTERPOLATION = {  # how each model makes its path (apps.art.models.interpolate)
 }
 
 
-def _num(v) -> float | None:
-    """A finite float, or None for a missing / NaN / infinite / non-numeric value."""
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    return float(v) if ok else None
-
-
 def _first(*values) -> float | None:
     """The first of `values` that is a finite number, else None."""
-    return next((x for x in map(_num, values) if x is not None), None)
+    return next((x for x in map(finite, values) if x is not None), None)
 
 
 def _fmt(v, spec: str, scale: float = 1.0) -> str:
-    return "–" if _num(v) is None else format(_num(v) * scale, spec)
+    return "–" if finite(v) is None else format(finite(v) * scale, spec)
 
 
 def _load_json(path: Path) -> dict | None:
@@ -135,7 +123,7 @@ class ArtRun:
     def set_name(self, name: str) -> str:
         if name == "real":
             return "real held-out"
-        if name in ("noise", "blur") and _num(self.sigma(name)) is not None:
+        if name in ("noise", "blur") and finite(self.sigma(name)) is not None:
             return f"{name} (σ {self.sigma(name):g}{' px' * (name == 'blur')})"
         return name
 
@@ -150,7 +138,7 @@ def read_run(run: RunDir) -> ArtRun:
         models = [k for k in MODELS if f"{k}_kid" in m or (path / "samples" / k).is_dir() or (path / k).is_dir()]
     classes = (ev or {}).get("classes")
     if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
-        k = _num(m.get("num_classes"))
+        k = finite(m.get("num_classes"))
         classes = [f"class {i}" for i in range(int(k or 0))]
     keys = list(m) + [k for row in ((ev or {}).get("table") or {}).values() if isinstance(row, dict) for k in row]
     levels = {int(x.group(1)) for k in keys if (x := re.search(r"(?:^|_)swd_(\d+)$", k))}
@@ -189,13 +177,13 @@ def verdicts(f: ArtRun) -> list[tuple[str, str]]:
         detail = f"not on {', '.join(lost)}" if lost else ", ".join(_metric_label(k) for k in beats)
         out.append(("FAIL" if lost else "PASS", f"{what} ({detail})"))
 
-    x = _num(m.get(f"{main}_class_acc_x_chance"))
-    if x is None and _num(m.get(f"{main}_class_acc")) is not None and _num(m.get("chance")):
+    x = finite(m.get(f"{main}_class_acc_x_chance"))
+    if x is None and finite(m.get(f"{main}_class_acc")) is not None and finite(m.get("chance")):
         x = m[f"{main}_class_acc"] / m["chance"]
     what = "class-recognition accuracy at least 3× chance"
     out.append(("n/a", f"{what}: not measured") if x is None else ("PASS" if x >= 3 else "FAIL", f"{what}: {x:.1f}×"))
 
-    r = _num(f.value(main, "mem_ratio"))
+    r = finite(f.value(main, "mem_ratio"))
     what = "memorisation: median nearest-training distance ratio at least 0.8"
     out.append(("n/a", f"{what}: not measured") if r is None else ("PASS" if r >= 0.8 else "FAIL", f"{what}: {r:.2f}"))
     return out
@@ -207,10 +195,10 @@ def summary_section(page: Page, f: ArtRun) -> None:
         page.text("No model in config.json, metrics.json or the run folder: nothing to summarise.")
         return
     v = f.value
-    steps = _num(m.get(f"{main}_steps", ((f.ev or {}).get("steps") or {}).get(main)))
+    steps = finite(m.get(f"{main}_steps", ((f.ev or {}).get("steps") or {}).get(main)))
     head = f"**{_title(main)}**" + (f" after {int(steps):,} training steps" if steps is not None else "") + ":"
     parts = []
-    if _num(v(main, "kid")) is not None:
+    if finite(v(main, "kid")) is not None:
         parts.append(
             f"KID ×1e3 **{_fmt(v(main, 'kid'), '.2f', 1e3)}** ± {_fmt(v(main, 'kid_std'), '.2f', 1e3)} against "
             f"{_fmt(v('real', 'kid'), '.2f', 1e3)} for held-out real images, {_fmt(v('noise', 'kid'), '.2f', 1e3)} "
@@ -218,7 +206,7 @@ def summary_section(page: Page, f: ArtRun) -> None:
         )
     levels = [("finest", f.swd[0])] + [("coarsest", f.swd[-1])] * (len(f.swd) > 1) if f.swd else []
     for level, key in levels:
-        if _num(v(main, key)) is not None:
+        if finite(v(main, key)) is not None:
             parts.append(
                 f"SWD ×1e3 at {key[4:]} px ({level} level) **{_fmt(v(main, key), '.1f')}** (real "
                 f"{_fmt(v('real', key), '.1f')}, noise {_fmt(v('noise', key), '.1f')}, "
@@ -231,7 +219,11 @@ def summary_section(page: Page, f: ArtRun) -> None:
         )
     else:
         page.text(f"{head} no KID or SWD numbers (metrics.json and eval.json are missing or hold none).")
-    acc, chance, real_acc = _num(m.get(f"{main}_class_acc")), _num(m.get("chance")), _num(m.get("classifier_real_acc"))
+    acc, chance, real_acc = (
+        finite(m.get(f"{main}_class_acc")),
+        finite(m.get("chance")),
+        finite(m.get("classifier_real_acc")),
+    )
     more = []
     if acc is not None:
         ratio = f" = **{acc / chance:.1f}× chance** ({chance:.1%})" if chance else ""
@@ -239,7 +231,7 @@ def summary_section(page: Page, f: ArtRun) -> None:
             f"the classifier recognises the class asked for in **{acc:.1%}** of its samples{ratio}, "
             f"against {_fmt(real_acc, '.1%')} on held-out real images"
         )
-    if _num(v(main, "mem_ratio")) is not None:
+    if finite(v(main, "mem_ratio")) is not None:
         more.append(
             f"its samples sit **{v(main, 'mem_ratio'):.2f}×** as far from their nearest training image as "
             "held-out real images do (median)"
@@ -257,10 +249,10 @@ def summary_section(page: Page, f: ArtRun) -> None:
         "image size (px)": (f.cfg.get("data") or {}).get("image_size"),
         **{f"{k} training steps": m.get(f"{k}_steps") for k in f.models},
         **{
-            f"{k} training time (min)": _num(m.get(f"{k}_train_s")) and round(m[f"{k}_train_s"] / 60, 1)
+            f"{k} training time (min)": finite(m.get(f"{k}_train_s")) and round(m[f"{k}_train_s"] / 60, 1)
             for k in f.models
         },
-        "whole run, wall time (min)": _num(m.get("wall_s")) and round(m["wall_s"] / 60, 1),
+        "whole run, wall time (min)": finite(m.get("wall_s")) and round(m["wall_s"] / 60, 1),
     }
     facts = {k: x for k, x in facts.items() if x is not None}
     if facts:
@@ -270,15 +262,15 @@ def summary_section(page: Page, f: ArtRun) -> None:
 def metrics_section(page: Page, f: ArtRun) -> None:
     rows = []
     for name in ("real", "noise", "blur", *f.models):
-        if all(_num(f.value(name, k)) is None for k in ("kid", *f.swd)):
+        if all(finite(f.value(name, k)) is None for k in ("kid", *f.swd)):
             continue
         row = {"set": f.set_name(name), "n": f.value(name, "n")}
-        row["KID ×1e3"] = _num(f.value(name, "kid")) and f.value(name, "kid") * 1e3
-        row["± sd"] = _num(f.value(name, "kid_std")) and f.value(name, "kid_std") * 1e3
-        row |= {f"SWD {k[4:]} px": _num(f.value(name, k)) for k in f.swd}
+        row["KID ×1e3"] = finite(f.value(name, "kid")) and f.value(name, "kid") * 1e3
+        row["± sd"] = finite(f.value(name, "kid_std")) and f.value(name, "kid_std") * 1e3
+        row |= {f"SWD {k[4:]} px": finite(f.value(name, k)) for k in f.swd}
         acc = f.m.get("classifier_real_acc") if name == "real" else f.m.get(f"{name}_class_acc")
-        row["class accuracy"] = _num(acc)
-        row["memorisation ratio"] = _num(f.value(name, "mem_ratio")) if name in f.models else None
+        row["class accuracy"] = finite(acc)
+        row["memorisation ratio"] = finite(f.value(name, "mem_ratio")) if name in f.models else None
         closer = {k: f.m.get(f"{name}_{k}_closer_to_real") for k in ("kid", *f.swd)}
         if name in f.models and any(x is not None for x in closer.values()):
             lost = [_metric_label(k) for k, x in closer.items() if x is False]
@@ -311,41 +303,11 @@ def metrics_section(page: Page, f: ArtRun) -> None:
 # ------------------------------------------------------------------------------------------------- images
 
 
-def _scale(size: int) -> int:
-    """Integer upscale for a cell of at least 48 px (as figures.image_grid_array does by default)."""
-    return max(1, math.ceil(48 / size))
-
-
-def _strip(images: np.ndarray, scale: int, cells: int = 0, ends: bool = False) -> np.ndarray:
-    """One row of images (n, 3, S, S) uint8 -> (3, H, W) uint8 with 1 px white padding, widened with white to
-    `cells` cells; with `ends` the first and last image are set apart from the inner ones by END_GAP px."""
-    parts = [images[:1], images[1:-1], images[-1:]] if ends and len(images) > 2 else [images]
-    arrays = [figures.image_grid_array(p, nrow=len(p), pad=1, scale=scale) for p in parts if len(p)]
-    gap = np.full((arrays[0].shape[0], END_GAP, 3), 255, np.uint8)
-    row = np.concatenate([x for a in arrays for x in (a, gap)][:-1], axis=1)
-    width = cells * (images.shape[-1] * scale + 1) + 1
-    if row.shape[1] < width:
-        row = np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255)
-    return row.transpose(2, 0, 1)
-
-
 def _rows(page: Page, strips: list[np.ndarray], labels: list[str], caption: str) -> None:
     """Strips (3, H, W_i) as one labelled figure row each (one PNG per row), right-padded to one width."""
     width = max(s.shape[2] for s in strips)
     padded = [np.pad(s, ((0, 0), (0, 0), (0, width - s.shape[2])), constant_values=255) for s in strips]
     page.image_grid(np.stack(padded), nrow=1, row_labels=labels, scale=1, caption=caption)
-
-
-def _cell_bytes(images: np.ndarray, scale: int) -> float:
-    """PNG bytes per image of a strip, measured on up to 8 of `images` (n, 3, S, S) upscaled by `scale`."""
-    x = images[:8]
-    return len(figures.png_bytes(figures.image_grid_array(x, nrow=len(x), pad=1, scale=scale))) / max(len(x), 1)
-
-
-def _class_rows(images: np.ndarray, labels: np.ndarray, classes: list[int], per: int, scale: int):
-    """(class ids, strips) with the first `per` images of each class that has any."""
-    out = [(c, images[labels == c][:per]) for c in classes]
-    return [c for c, x in out if len(x)], [_strip(x, scale, per) for _, x in out if len(x)]
 
 
 def gallery_section(page: Page, f: ArtRun) -> None:
@@ -366,9 +328,9 @@ def gallery_section(page: Page, f: ArtRun) -> None:
     n_classes = max([len(f.classes), *(int(s["labels"].max()) + 1 for _, s in sets if len(s["labels"]))])
     shown = list(range(min(n_classes, MAX_CLASSES)))
     size = sets[0][1]["images"].shape[-1]
-    scale = _scale(size)
+    scale = figs.upscale(size)
     # Bytes of one image in every class row of every set; fewer images per class if the gallery would be heavy.
-    cost = sum(_cell_bytes(x["images"], scale) * len(set(x["labels"].tolist()) & set(shown)) for _, x in sets)
+    cost = sum(figs.cell_bytes(x["images"], scale) * len(set(x["labels"].tolist()) & set(shown)) for _, x in sets)
     per = max(2, min(GALLERY_PER_CLASS, int(BUDGET["gallery"] / max(cost, 1.0))))
     more = f" (the first {MAX_CLASSES} of {n_classes} classes)" if n_classes > MAX_CLASSES else ""
     page.text(
@@ -376,7 +338,7 @@ def gallery_section(page: Page, f: ArtRun) -> None:
         "rows can be compared with them."
     )
     for title, x in sets:
-        ids, strips = _class_rows(x["images"], x["labels"], shown, per, scale)
+        ids, strips = figs.class_rows(x["images"], x["labels"], shown, per, scale)
         if not strips:
             page.text(f"{title}: no images of the classes shown.")
             continue
@@ -391,10 +353,10 @@ def interpolation_section(page: Page, f: ArtRun) -> None:
             continue
         strips, labels = got["strips"], got["labels"]
         ends = k != "gan"
-        scale = _scale(strips.shape[-1])
-        row_bytes = _cell_bytes(strips[0], scale) * strips.shape[1]
+        scale = figs.upscale(strips.shape[-1])
+        row_bytes = figs.cell_bytes(strips[0], scale) * strips.shape[1]
         keep = max(1, min(len(strips), int(BUDGET["interpolation"] / len(f.models) / row_bytes)))
-        rows = [_strip(s, scale, ends=ends) for s in strips[:keep]]
+        rows = [figs.strip(s, scale, ends=ends) for s in strips[:keep]]
         names = [f.class_name(int(c)) for c in labels[:keep]]
         method = INTERPOLATION.get(k, "the model's own path")
         text = (
@@ -411,83 +373,6 @@ def interpolation_section(page: Page, f: ArtRun) -> None:
 # ------------------------------------------------------------------------------------------------- progress
 
 
-def _grid_layout(h: int, w: int, cols: int = PROGRESS_COLUMNS, pad: int = 1) -> tuple[int, int] | None:
-    """(cell size, rows) of a grid image `cols` cells wide with `pad` px padding, or None if it is not one."""
-    cell = (w - pad) / cols - pad
-    if cell < 1 or cell != int(cell) or (h - pad) % (int(cell) + pad):
-        return None
-    return int(cell), (h - pad) // (int(cell) + pad)
-
-
-def progress_figure(found: list[tuple[int, Path]], classes: list[str]):
-    """One panel per saved step (found: (step, PNG path) in step order), titled with the step, class names on
-    the left; at most PROGRESS_PANELS steps, evenly spaced with the first and last kept, and as many leading
-    columns of each fixed-seed grid as the progress budget allows. Returns (figure, what it shows), or None when
-    no PNG could be read."""
-    panels = []
-    for step, path in found:
-        try:
-            with Image.open(path) as im:
-                panels.append((step, np.asarray(im.convert("RGB")), path.stat().st_size))
-        except (OSError, ValueError):
-            continue
-    if not panels:
-        return None
-    shape = panels[0][1].shape
-    layout = _grid_layout(*shape[:2]) if all(img.shape == shape for _, img, _ in panels) else None
-    n = min(len(panels), PROGRESS_PANELS)
-    keep = max(1, min(PROGRESS_COLUMNS, 12 // n))  # grid columns per panel: fewer when there are many steps
-    if layout:
-        cell_bytes = np.mean([b for *_, b in panels]) / (PROGRESS_COLUMNS * layout[1])
-        while n * keep * layout[1] * cell_bytes > BUDGET["progress"] and (keep > 1 or n > 3):
-            keep, n = (keep - 1, n) if keep > 1 else (keep, n - 1)
-    picks = np.unique(np.linspace(0, len(panels) - 1, n).round().astype(int))
-    crop = 1 + keep * (layout[0] + 1) if layout else shape[1]
-    panels = [(panels[i][0], panels[i][1][:, :crop]) for i in picks]
-    h, w = max(img.shape[0] for _, img in panels), max(img.shape[1] for _, img in panels)
-    width, height = len(panels) * w / figures.DPI + 1.4, h / figures.DPI + 0.6
-    shrink = min(1.0, 9.5 / width, 8.0 / height)
-    fig, axes = figures.new_figure(1, len(panels), figsize=(width * shrink, height * shrink), squeeze=False)
-    with figures.style():
-        for ax, (step, img) in zip(axes[0], panels):
-            ax.imshow(img, interpolation="nearest")
-            ax.set_title(f"{step:,}", fontsize=8)  # short: a panel may be one 32 px column wide
-            ax.grid(False)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-        if layout:
-            cell, rows = layout
-            names = [classes[r] if r < len(classes) else f"class {r}" for r in range(rows)]
-            axes[0, 0].set_yticks([1 + r * (cell + 1) + cell / 2 for r in range(rows)], labels=names)
-            axes[0, 0].tick_params(axis="y", length=0)
-        fig.suptitle("training step", fontsize=9)
-    cols = f"the first {keep} column{'s' * (keep > 1)} of each fixed-seed grid" if layout else "the fixed-seed grids"
-    return fig, f"{len(picks)} of {len(found)} saved steps, {cols}"
-
-
-def curves_figure(path: Path):
-    """The loss curves of a train.jsonl (every loss/* key; log y where positive over a decade), or None."""
-    try:
-        records = read_records(path)
-    except (DataError, OSError, ValueError):
-        return None
-    numeric = [k for r in records for k, x in r.items() if k != "step" and _num(x) is not None]
-    keys = list(dict.fromkeys(k for k in numeric if k.startswith("loss"))) or None
-    if not records or not numeric:
-        return None
-    logy = []
-    for k in keys or []:
-        ys = [r[k] for r in records if _num(r.get(k)) is not None]
-        if ys and min(ys) > 0 and max(ys) / min(ys) > 10:
-            logy.append(k)
-    try:
-        return figures.training_curves(records, keys=keys, smooth=0.9, logy=logy)
-    except (DataError, ValueError):
-        return None
-
-
 def progress_section(page: Page, f: ArtRun) -> None:
     for k in f.models:
         page.section(_title(k), level=3)
@@ -495,7 +380,7 @@ def progress_section(page: Page, f: ArtRun) -> None:
         found = sorted(
             (int(x.group(1)), p) for p in folder.glob("step_*.png") if (x := re.fullmatch(r"step_(\d+)\.png", p.name))
         )
-        got = progress_figure(found, f.classes) if found else None
+        got = figs.progress_figure(found, f.classes) if found else None
         if got is None:
             page.text(f"No readable training-progress grids in {k}/progress/.")
         else:
@@ -504,7 +389,7 @@ def progress_section(page: Page, f: ArtRun) -> None:
                 caption=f"{_title(k)} samples from the same noise and labels as training went on ({got[1]}; one "
                 "row per class, up to 10): the same cell at every step, so the panels show how samples sharpen.",
             )
-        fig = curves_figure(f.path / k / "train.jsonl")
+        fig = figs.curves_figure(f.path / k / "train.jsonl")
         if fig is None:
             page.text(f"{k}/train.jsonl is missing or holds no loss records: no loss curves.")
         else:
@@ -519,7 +404,7 @@ def progress_section(page: Page, f: ArtRun) -> None:
 
 
 def memorisation_section(page: Page, f: ArtRun) -> None:
-    held = _num(f.m.get("held_mem_median"))
+    held = finite(f.m.get("held_mem_median"))
     for k in f.models:
         page.section(_title(k), level=3)
         mem = ((f.ev or {}).get("memorisation") or {}).get(k) or {}
@@ -550,7 +435,7 @@ def memorisation_section(page: Page, f: ArtRun) -> None:
             nrow=n,
             row_labels=["sample", "nearest training image"],
             labels=labels,
-            scale=_scale(got["samples"].shape[-1]),
+            scale=figs.upscale(got["samples"].shape[-1]),
             caption=f"The {n} {_title(k)} samples closest to any training image (the most copy-like), above that "
             "training image, with their distance d.",
         )
@@ -559,35 +444,12 @@ def memorisation_section(page: Page, f: ArtRun) -> None:
 # ------------------------------------------------------------------------------------------------- recognition
 
 
-def confusion_figure(cm: np.ndarray, names: list[str]):
-    """Heat map of a confusion matrix (rows = class asked for, columns = predicted), row-normalised, counts
-    written in the cells when there are at most 15 classes."""
-    k = len(cm)
-    frac = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    side = min(8.5, 2.4 + 0.42 * k)
-    fig, ax = figures.new_figure(figsize=(side + 1.2, side))
-    with figures.style():
-        im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
-        ax.grid(False)
-        ax.set_xticks(range(k), labels=names, rotation=45, ha="right")
-        ax.set_yticks(range(k), labels=names)
-        ax.set(xlabel="predicted class", ylabel="class asked for")
-        if k <= 15:
-            for i in range(k):
-                for j in range(k):
-                    if cm[i, j]:
-                        colour = "white" if frac[i, j] > 0.55 else "#1d2125"
-                        ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7, color=colour)
-        fig.colorbar(im, ax=ax, shrink=0.8, label="share of the class's samples")
-    return fig
-
-
 def recognition_section(page: Page, f: ArtRun) -> None:
     m = f.m
-    chance, real_acc = _num(m.get("chance")), _num(m.get("classifier_real_acc"))
+    chance, real_acc = finite(m.get("chance")), finite(m.get("classifier_real_acc"))
     rows = []
     for k in f.models:
-        acc = _num(m.get(f"{k}_class_acc"))
+        acc = finite(m.get(f"{k}_class_acc"))
         if acc is None:
             continue
         x = _first(m.get(f"{k}_class_acc_x_chance"), chance and acc / chance)
@@ -628,7 +490,7 @@ def recognition_section(page: Page, f: ArtRun) -> None:
     main = f.main if f.main in mats else next(iter(mats))
     names = [f.class_name(i) for i in range(len(mats[main]))]
     page.figure(
-        confusion_figure(mats[main], names),
+        figs.confusion_figure(mats[main], names),
         caption=f"Confusion matrix of the {_title(main)} samples: row = class "
         "asked for, column = class the classifier predicts; colour = share of the row, numbers = counts.",
     )

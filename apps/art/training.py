@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
+from apps.art.collections import prepare_collection
 from apps.art.config import ArtConfig
-from apps.art.data import ImageSet, load_folder, prepare_collection, split_holdout, to_unit
+from apps.art.data import ImageSet, load_folder, split_holdout, to_unit
 from apps.art.models import Trained, build_model, generate
 from shared.atomic import atomic_write_bytes
 from shared.config import to_dict

@@ -1,12 +1,13 @@
-"""Gaussian diffusion: noise schedules and the `Diffusion` family (epsilon-prediction training, DDPM/DDIM sampling).
+"""Gaussian diffusion: noise schedules and the `Diffusion` family (eps- or v-prediction training, DDPM/DDIM sampling).
 
 `make_schedule` builds a `NoiseSchedule` (linear, Ho et al. 2020; cosine, Nichol & Dhariwal 2021), computed in
-float64 and stored as float32 buffers that follow the module's device. `Diffusion` wraps a noise-prediction net
-called as `net(x_t (B, *shape), t (B,) long, y (B,) long | None) -> eps (B, *shape)` (e.g. `shared.nets.UNet`):
-its `forward` is the simple loss of Ho et al. Algorithm 1, with labels dropped to the null class (index
-`num_classes`) with probability `cond_drop_prob` so that one net learns both the conditional and the unconditional
-model for classifier-free guidance (Ho & Salimans 2022). Sampling and DDIM inversion delegate the update rules to
-the pure functions in `shared.sampling.diffusion`. Data are expected already scaled to about [-1, 1].
+float64 and stored as float32 buffers that follow the module's device. `Diffusion` wraps a denoising net called
+as `net(x_t (B, *shape), t (B,) long, y (B,) long | None) -> eps or v (B, *shape)` (e.g. `shared.nets.UNet`):
+its `forward` is the simple loss of Ho et al. Algorithm 1 (on v when prediction="v"), with labels dropped to the
+null class (index `num_classes`) with probability `cond_drop_prob` so that one net learns both the conditional and
+the unconditional model for classifier-free guidance (Ho & Salimans 2022). Sampling and DDIM inversion delegate
+the update rules to the pure functions in `shared.sampling.diffusion`.
+Data are expected already scaled to about [-1, 1].
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.errors import ConfigError
-from shared.sampling.diffusion import cfg_combine, ddim_invert_loop, ddim_timesteps, sample_loop
+from shared.sampling.diffusion import (
+    cfg_combine,
+    check_prediction,
+    ddim_invert_loop,
+    ddim_timesteps,
+    sample_loop,
+    v_target,
+)
 
 SCHEDULES = ("cosine", "linear")
 
@@ -72,14 +80,17 @@ def make_schedule(kind: str = "cosine", timesteps: int = 1000) -> NoiseSchedule:
 
 
 class Diffusion(nn.Module):
-    """Denoising diffusion family around an eps-prediction `net(x_t, t, y)`.
+    """Denoising diffusion family around a denoiser `net(x_t, t, y)` that predicts eps or v.
 
     Args:
-        net: the noise predictor; takes y=None (unconditional / null class) and, if num_classes > 0, labels.
+        net: the denoiser; takes y=None (unconditional / null class) and, if num_classes > 0, labels.
         sample_shape: shape of one sample without the batch, e.g. (1, 8, 8).
         schedule, timesteps: the noise schedule ("cosine" or "linear") and its length T.
         num_classes: 0 for unconditional; otherwise batches are (x, y) with y (B,) in 0..num_classes-1.
         cond_drop_prob: probability of training a label as the null class (classifier-free guidance).
+        prediction: what the net predicts: "eps", the noise (Ho et al. 2020), or "v" = sqrt(a) eps - sqrt(1 - a) x0
+            (Salimans & Ho 2022), better conditioned at high noise and for few-step samplers
+            (see shared.sampling.diffusion).
     """
 
     objectives = {"loss": 1}
@@ -92,8 +103,10 @@ class Diffusion(nn.Module):
         timesteps: int = 1000,
         num_classes: int = 0,
         cond_drop_prob: float = 0.1,
+        prediction: str = "eps",
     ) -> None:
         super().__init__()
+        self.prediction = check_prediction(prediction)
         if not 0.0 <= cond_drop_prob <= 1.0:
             raise ConfigError(f"cond_drop_prob={cond_drop_prob} must be in [0, 1]; 0.1 is usual")
         if num_classes < 0:
@@ -111,7 +124,8 @@ class Diffusion(nn.Module):
         return list(self.net.parameters())
 
     def forward(self, batch: Sequence[torch.Tensor], objective: str = "loss") -> torch.Tensor:
-        """Simple loss ||eps - eps_theta(x_t, t, y)||^2 averaged over elements (Ho et al. Algorithm 1).
+        """Simple loss ||target - net(x_t, t, y)||^2 averaged over elements (Ho et al. Algorithm 1), the target
+        being eps or v = sqrt(a_t) eps - sqrt(1 - a_t) x0 (`prediction`).
 
         batch: (x0,) or (x0, y) with x0 (B, *sample_shape) scaled to about [-1, 1] and y (B,) long labels (ignored
         when num_classes = 0). t ~ U{0..T-1}, eps ~ N(0, I) and the label dropout use torch's global RNG.
@@ -131,7 +145,11 @@ class Diffusion(nn.Module):
                 y = torch.where(drop, null, batch[1].long())
             else:
                 y = null
-        loss = F.mse_loss(self.net(x_t, t, y), noise)
+        if self.prediction == "eps":
+            target = noise
+        else:
+            target = v_target(x0, noise, self.schedule.alphas_cumprod[t].view(-1, *([1] * (x0.dim() - 1))))
+        loss = F.mse_loss(self.net(x_t, t, y), target)
         self.stats = {"mse": loss.detach()}
         return loss
 
@@ -152,10 +170,9 @@ class Diffusion(nn.Module):
             raise ConfigError(f"class ids must be in 0..{self.num_classes - 1}, got {sorted(set(y.tolist()))}")
         return y
 
-    def guided_eps(
-        self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, guidance: float = 1.0
-    ) -> torch.Tensor:
-        """eps for x_t (B, ...) at t (B,) given labels y (B,) | None, with classifier-free guidance weight w.
+    def guided(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, guidance: float = 1.0) -> torch.Tensor:
+        """The net's eps or v for x_t (B, ...) at t (B,) given labels y (B,) | None, with classifier-free guidance
+        weight w (the combination is linear, so it reads the same for eps and v).
 
         y=None or w=1 is one net call; otherwise the conditional and null-class predictions come from one batched
         call of size 2B and are combined as eps_u + w (eps_c - eps_u).
@@ -199,7 +216,7 @@ class Diffusion(nn.Module):
         self.eval()
         try:
             return sample_loop(
-                lambda x, t: self.guided_eps(x, t, y, guidance),
+                lambda x, t: self.guided(x, t, y, guidance),
                 x_T,
                 self.schedule,
                 timesteps,
@@ -207,6 +224,7 @@ class Diffusion(nn.Module):
                 eta,
                 generator,
                 clip_x0,
+                self.prediction,
             )
         finally:
             self.train(was_training)
@@ -223,6 +241,8 @@ class Diffusion(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return ddim_invert_loop(lambda x, t: self.guided_eps(x, t, y, guidance), x0, self.schedule, timesteps)
+            return ddim_invert_loop(
+                lambda x, t: self.guided(x, t, y, guidance), x0, self.schedule, timesteps, self.prediction
+            )
         finally:
             self.train(was_training)

@@ -5,7 +5,14 @@ eps. A sampler visits a decreasing subsequence tau_S > ... > tau_1 of {0..T-1} a
 ("prev"), with alpha_bar_prev = 1 after the last step. Every step first estimates x_0 from the predicted noise,
 x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) (Ho et al. eq. 15), optionally clipped to [-1, 1]. No function here
 draws random numbers from a global stream: noise is passed in, or drawn from the `generator` given to the loop.
-The generative family (`shared.generative.diffusion.Diffusion`) supplies the network as `eps_fn(x_t, t)`.
+The generative family (`shared.generative.diffusion.Diffusion`) supplies the network as `model_fn(x_t, t)`.
+
+The network predicts either the noise ("eps", Ho et al. 2020) or the velocity ("v", Salimans & Ho 2022, sec. 4):
+v = sqrt(a_t) eps - sqrt(1 - a_t) x_0, so x0_hat = sqrt(a_t) x_t - sqrt(1 - a_t) v. With eps, x0_hat divides the
+net's error by sqrt(a_t), which is 5e-5 at the last step of a cosine schedule: the first steps of a short sampler
+then start from a garbage x0_hat (clipped to saturated colours), and eps-trained nets also learn the global layout
+at high noise only weakly, since those timesteps carry little of the eps loss. v keeps x0_hat well conditioned at
+every t, which is why the art app's small, briefly trained UNets use it.
 """
 
 from __future__ import annotations
@@ -16,7 +23,14 @@ import torch
 
 from shared.errors import ConfigError
 
-EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, ...), t (B,) long) -> eps (B, ...)
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, ...), t (B,) long) -> eps or v (B, ...)
+PREDICTIONS = ("eps", "v")
+
+
+def check_prediction(prediction: str) -> str:
+    if prediction not in PREDICTIONS:
+        raise ConfigError(f"unknown prediction {prediction!r}: use 'eps' (noise) or 'v' (velocity)")
+    return prediction
 
 
 def ddim_timesteps(T: int, steps: int) -> torch.Tensor:
@@ -58,28 +72,52 @@ def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar_t) -> torch.Tenso
     return (x_t - torch.sqrt(a) * x0) / torch.sqrt(1 - a)
 
 
+def v_target(x0: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor) -> torch.Tensor:
+    """The velocity v = sqrt(a_t) eps - sqrt(1 - a_t) x0 (Salimans & Ho 2022, sec. 4); alpha_bar_t broadcasts."""
+    return torch.sqrt(alpha_bar_t) * eps - torch.sqrt(1 - alpha_bar_t) * x0
+
+
+def x0_and_eps(
+    x_t: torch.Tensor, out: torch.Tensor, alpha_bar_t, prediction: str = "eps", clip_x0: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0_hat, eps_hat) from the net's output `out` (eps or v) at x_t (B, ...).
+
+    When x0_hat is clipped to [-1, 1], eps_hat is re-derived from it so that the two stay consistent (as
+    improved-diffusion does); otherwise eps_hat is exact: the output itself (eps) or sqrt(a) v + sqrt(1 - a) x_t (v).
+    """
+    if prediction == "eps":
+        x0 = predict_x0(x_t, out, alpha_bar_t, clip_x0)
+        return x0, (eps_from_x0(x_t, x0, alpha_bar_t) if clip_x0 else out)
+    check_prediction(prediction)
+    a = _ab(alpha_bar_t, x_t)
+    x0 = torch.sqrt(a) * x_t - torch.sqrt(1 - a) * out
+    if clip_x0:
+        x0 = x0.clamp(-1.0, 1.0)
+        return x0, eps_from_x0(x_t, x0, a)
+    return x0, torch.sqrt(a) * out + torch.sqrt(1 - a) * x_t
+
+
 def ddim_step(
     x_t: torch.Tensor,
-    eps: torch.Tensor,
+    out: torch.Tensor,
     alpha_bar_t,
     alpha_bar_prev,
     eta: float = 0.0,
     noise: torch.Tensor | None = None,
     clip_x0: bool = False,
+    prediction: str = "eps",
 ) -> torch.Tensor:
     """One DDIM update (Song et al. 2021, eq. 12), x_t (B, ...) -> x_prev (B, ...):
 
         x_prev = sqrt(a_prev) x0_hat + sqrt(1 - a_prev - sigma^2) eps + sigma z,
         sigma  = eta sqrt((1 - a_prev) / (1 - a_t)) sqrt(1 - a_t / a_prev)   (eq. 16).
 
-    eta = 0 is deterministic (no `noise` needed); eta = 1 equals the DDPM posterior step. When x0_hat is clipped,
-    eps is re-derived from the clipped x0_hat so that the two stay consistent (as improved-diffusion does).
-    With a_t and a_prev swapped (a_prev < a_t) and eta = 0 the same formula runs the ODE forwards (inversion).
+    `out` is the net's eps or v (`prediction`), turned into x0_hat and eps by `x0_and_eps`. eta = 0 is
+    deterministic (no `noise` needed); eta = 1 equals the DDPM posterior step. With a_t and a_prev swapped
+    (a_prev < a_t), eta = 0 and eps the same formula runs the ODE forwards (inversion).
     """
     a_t, a_prev = _ab(alpha_bar_t, x_t), _ab(alpha_bar_prev, x_t)
-    x0 = predict_x0(x_t, eps, a_t, clip_x0)
-    if clip_x0:
-        eps = eps_from_x0(x_t, x0, a_t)
+    x0, eps = x0_and_eps(x_t, out, a_t, prediction, clip_x0)
     sigma = eta * torch.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) if eta > 0 else torch.zeros_like(a_t)
     x_prev = torch.sqrt(a_prev) * x0 + torch.sqrt((1 - a_prev - sigma**2).clamp(min=0)) * eps
     if eta > 0 and float(sigma) > 0:
@@ -91,11 +129,12 @@ def ddim_step(
 
 def ddpm_step(
     x_t: torch.Tensor,
-    eps: torch.Tensor,
+    out: torch.Tensor,
     alpha_bar_t,
     alpha_bar_prev,
     noise: torch.Tensor | None = None,
     clip_x0: bool = False,
+    prediction: str = "eps",
 ) -> torch.Tensor:
     """One ancestral DDPM step from the posterior q(x_prev | x_t, x0_hat) (Ho et al. 2020, eqs. 6-7):
 
@@ -109,7 +148,7 @@ def ddpm_step(
     a_t, a_prev = _ab(alpha_bar_t, x_t), _ab(alpha_bar_prev, x_t)
     alpha = a_t / a_prev
     beta = 1 - alpha
-    x0 = predict_x0(x_t, eps, a_t, clip_x0)
+    x0, _ = x0_and_eps(x_t, out, a_t, prediction, clip_x0)
     mean = torch.sqrt(a_prev) * beta / (1 - a_t) * x0 + torch.sqrt(alpha) * (1 - a_prev) / (1 - a_t) * x_t
     var = beta * (1 - a_prev) / (1 - a_t)
     if float(var) <= 0:
@@ -125,7 +164,7 @@ def _alphas_cumprod(schedule) -> torch.Tensor:
 
 
 def sample_loop(
-    eps_fn: EpsFn,
+    model_fn: ModelFn,
     x_T: torch.Tensor,
     schedule,
     timesteps: torch.Tensor,
@@ -133,13 +172,16 @@ def sample_loop(
     eta: float = 0.0,
     generator: torch.Generator | None = None,
     clip_x0: bool = False,
+    prediction: str = "eps",
 ) -> torch.Tensor:
     """Run the reverse chain from x_T (B, ...) over decreasing `timesteps` (S,) -> x_0 (B, ...).
 
     schedule: a NoiseSchedule or its (T,) alphas_cumprod. sampler "ddim" uses `eta`; "ddpm" is ancestral
     sampling with the posterior variance. Fresh noise for each stochastic step comes from `generator` (on the
-    device of x_T) when given, else from torch's global stream. Call under torch.no_grad() for sampling.
+    device of x_T) when given, else from torch's global stream. `model_fn` returns eps or v (`prediction`).
+    Call under torch.no_grad() for sampling.
     """
+    check_prediction(prediction)
     if sampler not in ("ddim", "ddpm"):
         raise ConfigError(f"unknown sampler {sampler!r}; use 'ddim' or 'ddpm'")
     if eta < 0:
@@ -150,31 +192,38 @@ def sample_loop(
     for i, t in enumerate(timesteps):
         a_t = ab[t]
         a_prev = ab[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.ones_like(a_t)
-        eps = eps_fn(x, t.expand(x.shape[0]))
+        out = model_fn(x, t.expand(x.shape[0]))
         last = i + 1 == len(timesteps)
         stochastic = not last and (sampler == "ddpm" or eta > 0)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if stochastic else None
         if sampler == "ddim":
-            x = ddim_step(x, eps, a_t, a_prev, eta, noise, clip_x0)
+            x = ddim_step(x, out, a_t, a_prev, eta, noise, clip_x0, prediction)
         else:
-            x = ddpm_step(x, eps, a_t, a_prev, noise, clip_x0)
+            x = ddpm_step(x, out, a_t, a_prev, noise, clip_x0, prediction)
     return x
 
 
-def ddim_invert_loop(eps_fn: EpsFn, x0: torch.Tensor, schedule, timesteps: torch.Tensor) -> torch.Tensor:
+def ddim_invert_loop(
+    model_fn: ModelFn, x0: torch.Tensor, schedule, timesteps: torch.Tensor, prediction: str = "eps"
+) -> torch.Tensor:
     """Deterministic DDIM run backwards, x_0 (B, ...) -> x_T (B, ...), over increasing `timesteps` (S,).
 
-    Each step evaluates eps at the current point with the next (larger) timestep and applies the eta = 0 DDIM
-    update towards it (the usual approximation eps(x_t, t) ~ eps(x_{t'}, t'); Song et al. 2021 sec. 4.3,
-    as used by prompt-to-prompt's null-text inversion). Sampling the result with the same timesteps reversed and
-    eta = 0 approximately returns x_0.
+    Each step reads x0_hat and eps_hat from the net at the current point and its own timestep (the first step,
+    from clean data, uses the smallest timestep) and moves along the eta = 0 DDIM path to the next, larger
+    timestep: x_next = sqrt(a_next) x0_hat + sqrt(1 - a_next) eps_hat (Song et al. 2021, sec. 4.3). Sampling the
+    result with the same timesteps reversed and eta = 0 approximately returns x_0. Reading the net at the point's
+    own noise level matters for v-prediction, whose output means nothing at another level.
     """
+    check_prediction(prediction)
     ab = _alphas_cumprod(schedule).to(x0.device)
     timesteps = timesteps.to(x0.device)
     x = x0
-    a_cur = torch.ones((), dtype=ab.dtype, device=ab.device)
-    for t in timesteps:
-        eps = eps_fn(x, t.expand(x.shape[0]))
-        x = ddim_step(x, eps, a_cur, ab[t], eta=0.0)
-        a_cur = ab[t]
+    t_cur = timesteps[0]
+    for i, t in enumerate(timesteps):
+        out = model_fn(x, t_cur.expand(x.shape[0]))
+        x0_hat, eps = x0_and_eps(x, out, ab[t_cur], prediction)
+        if i == 0:
+            x0_hat = x  # the starting point is clean data
+        x = torch.sqrt(ab[t]) * x0_hat + torch.sqrt(1 - ab[t]) * eps
+        t_cur = t
     return x

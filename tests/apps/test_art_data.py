@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from apps.art import collections as ac
 from apps.art import data as ad
 from apps.art.data import ImageSet, from_unit, load_folder, split_holdout, to_unit
 from shared.errors import ConfigError
@@ -337,25 +338,25 @@ def fake_tree(data_root, pkg, members, files):
 
 
 def test_prepare_portraits_copies_the_faction_folders(tmp_path, monkeypatch):
-    monkeypatch.setattr(ad, "_download", lambda *a: pytest.fail("nothing may be downloaded"))
-    members = ad.COLLECTIONS["portraits"].members[ad.WESNOTH]
+    monkeypatch.setattr(ac, "_download", lambda *a: pytest.fail("nothing may be downloaded"))
+    members = ac.COLLECTIONS["portraits"].members[ac.WESNOTH]
     png = save(ring_rgba(), tmp_path / "p.png").read_bytes()
-    files = {f"{ad.PORTRAITS}{f}": png for f in ("elves/archer.png", "elves/lord.png", "undead/ghost.png")}
-    files[f"{ad.PORTRAITS}ARTISTS"] = b"credits"
-    files[f"usr/share/doc/{ad.WESNOTH}/copyright"] = b"GPL-2+"
-    fake_tree(tmp_path, ad.WESNOTH, members, files)
-    out = ad.prepare_collection("portraits", data_root=tmp_path)
+    files = {f"{ac.PORTRAITS}{f}": png for f in ("elves/archer.png", "elves/lord.png", "undead/ghost.png")}
+    files[f"{ac.PORTRAITS}ARTISTS"] = b"credits"
+    files[f"usr/share/doc/{ac.WESNOTH}/copyright"] = b"GPL-2+"
+    fake_tree(tmp_path, ac.WESNOTH, members, files)
+    out = ac.prepare_collection("portraits", data_root=tmp_path)
     assert out == tmp_path / "prepared" / "portraits"
     manifest = json.loads((out / ".complete").read_text())
-    assert manifest["total"] == 3 and manifest["packages"] == {ad.WESNOTH: "1:1.0-1"}
+    assert manifest["total"] == 3 and manifest["packages"] == {ac.WESNOTH: "1:1.0-1"}
     assert {k: v["count"] for k, v in manifest["classes"].items()} == {"elves": 2, "undead": 1}
-    assert (out / "ARTISTS.txt").read_bytes() == b"credits" and (out / f"COPYRIGHT.{ad.WESNOTH}.txt").is_file()
+    assert (out / "ARTISTS.txt").read_bytes() == b"credits" and (out / f"COPYRIGHT.{ac.WESNOTH}.txt").is_file()
     ds = load_folder(out, 16)
     assert ds.counts() == {"elves": 2, "undead": 1} and ds.skipped == []
     (out / "elves" / "lord.png").unlink()
-    assert ad.prepare_collection("portraits", data_root=tmp_path) == out  # .complete: nothing is redone
+    assert ac.prepare_collection("portraits", data_root=tmp_path) == out  # .complete: nothing is redone
     assert not (out / "elves" / "lord.png").exists()
-    ad.prepare_collection("portraits", data_root=tmp_path, force=True)
+    ac.prepare_collection("portraits", data_root=tmp_path, force=True)
     assert (out / "elves" / "lord.png").exists()
 
 
@@ -368,7 +369,7 @@ def test_parse_emoji_test_keeps_fully_qualified_with_their_group(tmp_path):
         "1F44B 1F3FB ; fully-qualified # 👋🏻 E1.0 waving hand: light skin tone\n"
     )
     (tmp_path / "emoji-test.txt").write_text(text, encoding="utf-8")
-    assert ad.parse_emoji_test(tmp_path / "emoji-test.txt") == [
+    assert ac.parse_emoji_test(tmp_path / "emoji-test.txt") == [
         ("Smileys & Emotion", [0x1F600], "grinning face"),
         ("People & Body", [0x1F44B, 0x1F3FB], "waving hand: light skin tone"),
     ]
@@ -377,11 +378,11 @@ def test_parse_emoji_test_keeps_fully_qualified_with_their_group(tmp_path):
 
 def test_prepare_errors_point_at_apt_or_an_own_folder(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="unknown collection 'cats'"):
-        ad.prepare_collection("cats", data_root=tmp_path)
-    monkeypatch.setattr(ad.shutil, "which", lambda name: None)
+        ac.prepare_collection("cats", data_root=tmp_path)
+    monkeypatch.setattr(ac.shutil, "which", lambda name: None)
     with pytest.raises(ConfigError, match=r"cannot prepare the emoji collection: apt-get is not installed; .*"
                        r"--data\.folder PATH"):  # fmt: skip
-        ad.prepare_collection("emoji", data_root=tmp_path)
+        ac.prepare_collection("emoji", data_root=tmp_path)
 
     calls = []
 
@@ -391,11 +392,11 @@ def test_prepare_errors_point_at_apt_or_an_own_folder(tmp_path, monkeypatch):
             return subprocess.CompletedProcess(cmd, 0, "", "")
         return subprocess.CompletedProcess(cmd, 100, "", "E: Unable to locate package fonts-noto-color-emoji\n")
 
-    monkeypatch.setattr(ad.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(ad, "_run", fake_run)
-    monkeypatch.setattr(ad, "_APT_UPDATED", False)
-    monkeypatch.setattr(ad.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(ac.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(ac, "_run", fake_run)
+    monkeypatch.setattr(ac, "_APT_UPDATED", False)
+    monkeypatch.setattr(ac.os, "geteuid", lambda: 0)
     with pytest.raises(ConfigError, match=r"apt-get download fonts-noto-color-emoji failed: E: Unable to locate"):
-        ad.prepare_collection("emoji", data_root=tmp_path)
+        ac.prepare_collection("emoji", data_root=tmp_path)
     assert calls == [["download", "fonts-noto-color-emoji"], ["update"], ["download", "fonts-noto-color-emoji"]]
     assert not (tmp_path / "prepared" / "emoji").exists()

@@ -13,7 +13,15 @@ from torch import nn
 from shared.errors import ConfigError
 from shared.generative.diffusion import Diffusion, make_schedule
 from shared.nets.unet import UNet
-from shared.sampling.diffusion import cfg_combine, ddim_step, ddim_timesteps, ddpm_step, sample_loop
+from shared.sampling.diffusion import (
+    cfg_combine,
+    ddim_step,
+    ddim_timesteps,
+    ddpm_step,
+    sample_loop,
+    v_target,
+    x0_and_eps,
+)
 
 torch.set_num_threads(1)
 
@@ -29,18 +37,34 @@ class GaussianEps(nn.Module):
         self.num_classes = num_classes
         self.alphas_cumprod: torch.Tensor | None = None  # set from the family's schedule
 
-    def forward(self, x, t, y):
-        a = self.alphas_cumprod[t].view(-1, *([1] * (x.dim() - 1)))
+    def mean(self, x, y):
+        """mu_y broadcast to x's shape."""
         mu = torch.full_like(x, MU)
         if y is not None:
             shift = torch.where(y == self.num_classes, torch.zeros_like(y), y).float() / 4
             mu = mu + shift.view(-1, *([1] * (x.dim() - 1)))
+        return mu
+
+    def forward(self, x, t, y):
+        a = self.alphas_cumprod[t].view(-1, *([1] * (x.dim() - 1)))
+        mu = self.mean(x, y)
         return (1 - a).sqrt() * (x - a.sqrt() * mu) / (a * S**2 + 1 - a)
 
 
-def _gaussian_family(num_classes: int = 0, schedule: str = "cosine") -> Diffusion:
-    net = GaussianEps(num_classes)
-    model = Diffusion(net, (1,), schedule=schedule, timesteps=1000, num_classes=num_classes)
+class GaussianV(GaussianEps):
+    """The optimal v predictor for the same data: v = sqrt(a) E[eps | x_t] - sqrt(1 - a) E[x0 | x_t], with
+    E[x0 | x_t] = mu + sqrt(a) S^2 (x_t - sqrt(a) mu) / (a S^2 + 1 - a) (well conditioned at every a)."""
+
+    def forward(self, x, t, y):
+        a = self.alphas_cumprod[t].view(-1, *([1] * (x.dim() - 1)))
+        eps, mu = super().forward(x, t, y), self.mean(x, y)
+        x0 = mu + a.sqrt() * S**2 * (x - a.sqrt() * mu) / (a * S**2 + 1 - a)
+        return a.sqrt() * eps - (1 - a).sqrt() * x0
+
+
+def _gaussian_family(num_classes: int = 0, schedule: str = "cosine", prediction: str = "eps") -> Diffusion:
+    net = GaussianEps(num_classes) if prediction == "eps" else GaussianV(num_classes)
+    model = Diffusion(net, (1,), schedule=schedule, timesteps=1000, num_classes=num_classes, prediction=prediction)
     net.alphas_cumprod = model.schedule.alphas_cumprod
     return model
 
@@ -96,6 +120,41 @@ def test_ddim_eta_one_is_the_ddpm_posterior_step():
     assert torch.allclose(ddim, ddpm_step(x, eps, a_t, a_prev, z), atol=1e-6)
 
 
+def test_v_prediction_round_trip_and_equivalence():
+    """x0_and_eps inverts v_target exactly, and a DDIM step fed the matching v equals the step fed eps."""
+    torch.manual_seed(0)
+    x0, eps = torch.randn(6, 3).clamp(-1, 1), torch.randn(6, 3)
+    for a in (torch.tensor(2.4e-9), torch.tensor(0.3), torch.tensor(0.9999)):
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        v = v_target(x0, eps, a)
+        x0_hat, eps_hat = x0_and_eps(x_t, v, a, "v")
+        assert torch.allclose(x0_hat, x0, atol=1e-4) and torch.allclose(eps_hat, eps, atol=1e-4)
+        a_prev = torch.tensor(0.95)
+        step_v = ddim_step(x_t, v, a, a_prev, prediction="v")
+        if a > 1e-6:  # eps -> x0 divides by sqrt(a): at a = 2.4e-9 only v stays exact (the reason for v)
+            assert torch.allclose(step_v, ddim_step(x_t, eps, a, a_prev), atol=1e-4)
+        else:
+            assert torch.allclose(step_v, a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps, atol=1e-3)
+    with pytest.raises(ConfigError, match="prediction"):
+        Diffusion(GaussianEps(), (1,), prediction="x0")
+
+
+def test_v_objective_is_zero_for_the_exact_velocity():
+    """forward's target is v: a net that is handed the true (x0, eps) through a side channel has zero loss."""
+
+    class Oracle(nn.Module):
+        def forward(self, x, t, y):
+            return v_target(
+                self.x0, (x - a[t].sqrt().view(-1, 1) * self.x0) / (1 - a[t]).sqrt().view(-1, 1), a[t].view(-1, 1)
+            )
+
+    net = Oracle()
+    model = Diffusion(net, (1,), prediction="v")
+    a = model.schedule.alphas_cumprod
+    net.x0 = torch.randn(64, 1)
+    assert float(model((net.x0,))) < 1e-8
+
+
 @pytest.mark.parametrize(
     "kwargs,std_tol",
     [
@@ -104,8 +163,9 @@ def test_ddim_eta_one_is_the_ddpm_posterior_step():
         ({"sampler": "ddpm", "steps": 50}, 0.08),  # strided chain with beta-tilde variance: ~6% low
     ],
 )
-def test_samplers_recover_gaussian_data(kwargs, std_tol):
-    model = _gaussian_family()
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_samplers_recover_gaussian_data(kwargs, std_tol, prediction):
+    model = _gaussian_family(prediction=prediction)
     g = torch.Generator().manual_seed(0)
     x = model.sample(20_000, generator=g, clip_x0=False, **kwargs)
     assert x.shape == (20_000, 1)
@@ -113,8 +173,9 @@ def test_samplers_recover_gaussian_data(kwargs, std_tol):
     assert abs(float(x.std()) - S) < std_tol * S
 
 
-def test_ddim_inversion_round_trip():
-    model = _gaussian_family()
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_ddim_inversion_round_trip(prediction):
+    model = _gaussian_family(prediction=prediction)
     x0 = MU + S * torch.randn(2000, 1, generator=torch.Generator().manual_seed(1))
     x_T = model.ddim_invert(x0, steps=100)
     assert abs(float(x_T.std()) - 1.0) < 0.05  # the data are carried to (nearly) standard noise
@@ -133,7 +194,7 @@ def test_guidance_identities():
     assert torch.allclose(model.sample(4, cond=y, guidance=0.0, **common), model.sample(4, cond=None, **common))
     x, t = torch.randn(4, 1), torch.full((4,), 500)
     assert torch.allclose(cfg_combine(model.net(x, t, y), model.net(x, t, None), 1.0), model.net(x, t, y))
-    guided = model.guided_eps(x, t, y, 2.5)
+    guided = model.guided(x, t, y, 2.5)
     e_c, e_u = model.net(x, t, y), model.net(x, t, torch.full_like(y, 3))
     assert torch.allclose(guided, e_u + 2.5 * (e_c - e_u), atol=1e-6)
     # Guidance pushes samples of class 2 (mean MU + 0.5) further from the null mean MU.
