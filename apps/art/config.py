@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from shared.config import replace
 from shared.errors import ConfigError
+from shared.sampling.diffusion import PREDICTIONS, SAMPLERS
 from shared.training import TrainConfig
 
 MODELS = ("diffusion", "vae", "gan")
@@ -76,12 +77,21 @@ class DiffusionConfig:
     """Training timesteps T."""
     cond_drop: float = 0.1
     """Probability of training a label as the null class (classifier-free guidance)."""
+    sampler: str = "ddim"
+    """ddim (Song et al. 2021, with --diffusion.eta), dpm++2m (DPM-Solver++ 2M, Lu et al. 2022: second order,
+    deterministic) or ddpm (ancestral). Interpolation always decodes with DDIM, the inverse of its inversion."""
     sample_steps: int = 50
-    """DDIM steps when sampling."""
+    """Sampler steps (net evaluations, twice that with guidance) per image."""
     guidance: float = 1.5
     """Classifier-free guidance weight w (1 = plain conditional, 0 = unconditional)."""
     eta: float = 0.0
     """DDIM eta (0 = deterministic, 1 = DDPM-like)."""
+
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"--diffusion.sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        if self.prediction not in PREDICTIONS:
+            raise ConfigError(f"--diffusion.prediction {self.prediction!r}: choose v or eps")
 
 
 @dataclass

@@ -466,7 +466,9 @@ def closer_to_real(
     real_key: str = "real",
     degraded_keys: Sequence[str] = ("noise", "blur"),
 ) -> dict[str, bool]:
-    """Per metric (kid, swd_<px>...): is |model - real| smaller than |degraded - real| for every degraded set?
+    """Per metric (kid, swd_<px>...): is the model's figure closer to the real-vs-real figure than to every degraded
+    set's figure, |model - real| < |model - degraded|? (The model lies on the real side of each midpoint; being
+    merely better than a degradation is not enough.)
 
     Only meaningful where the degradations move the metric beyond its real-vs-real sampling spread: for SWD's
     coarsest level with noise of sd 0.1 they do not (see the module docstring)."""
@@ -476,5 +478,6 @@ def closer_to_real(
     metrics = [m for m in table[model_key] if m == "kid" or m.startswith("swd_")]
     real = table[real_key]
     return {
-        m: all(abs(table[model_key][m] - real[m]) < abs(table[d][m] - real[m]) for d in degraded_keys) for m in metrics
+        m: all(abs(table[model_key][m] - real[m]) < abs(table[model_key][m] - table[d][m]) for d in degraded_keys)
+        for m in metrics
     }

@@ -119,7 +119,7 @@ def generate(
 ) -> torch.Tensor:
     """One image per label: labels (N,) long -> uint8 (N, 3, S, S); all noise from a generator seeded `seed`.
 
-    Diffusion samples with cfg.diffusion's DDIM steps, eta and guidance (or `guidance` when given), under bf16
+    Diffusion samples with cfg.diffusion's sampler, steps, eta and guidance (or `guidance` when given), under bf16
     autocast when the model trained with it; the VAE decodes prior draws to its mean; the GAN maps N(0, I).
     """
     model, device = trained.model, _device(trained.model)
@@ -131,7 +131,7 @@ def generate(
             if trained.kind == "diffusion":
                 d = cfg.diffusion
                 x = model.sample(
-                    len(y), cond=y, steps=d.sample_steps, eta=d.eta, generator=gen,
+                    len(y), cond=y, steps=d.sample_steps, sampler=d.sampler, eta=d.eta, generator=gen,
                     guidance=d.guidance if guidance is None else float(guidance),
                 )  # fmt: skip
             elif trained.kind == "vae":

@@ -292,8 +292,9 @@ def metrics_section(page: Page, f: ArtRun) -> None:
         "nearer the training images, but read every number against the **real held-out** row: it is the floor set "
         "by sampling noise with this many images, and no model can be expected below it. The **noise** and "
         "**blur** rows are the same held-out images damaged on purpose; they show what visible damage costs on "
-        "each metric. The last column says whether the model sits nearer the real row than both degraded rows on "
-        "every metric (the metrics it does not are named). Class accuracy: the share of samples that a classifier "
+        "each metric. The last column says whether each of the model's figures is nearer the real row's figure than "
+        "the noise and the blur rows' figures (the metrics where it is not are named). Class accuracy: the share "
+        "of samples that a classifier "
         "trained on the real training images assigns to the class asked for (real row: its accuracy on held-out "
         "images). Memorisation ratio: median nearest-training distance of the samples over that of held-out real "
         "images (at least 0.8: no sign of copying).",

@@ -201,8 +201,9 @@ class Diffusion(nn.Module):
         """Draw n samples (n, *sample_shape) with `steps` evenly spaced timesteps (steps = T: the full chain).
 
         cond: class id(s) or None (unconditional = null class). sampler: "ddim" (Song et al. 2021, eq. 12, with
-        eta) or "ddpm" (ancestral). guidance: CFG weight w (1 = plain conditional). x_T: starting noise
-        (n, *sample_shape); otherwise drawn from `generator`, which also supplies every later noise draw.
+        eta), "ddpm" (ancestral) or "dpm++2m" (DPM-Solver++ 2M, Lu et al. 2022). guidance: CFG weight w
+        (1 = plain conditional). x_T: starting noise (n, *sample_shape); otherwise drawn from `generator`, which
+        also supplies every later noise draw.
         clip_x0: clip each x0 estimate to [-1, 1]. The net runs in eval mode; the previous mode is restored.
         """
         device = self.schedule.alphas_cumprod.device

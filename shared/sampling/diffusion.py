@@ -17,6 +17,7 @@ every t, which is why the art app's small, briefly trained UNets use it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -25,6 +26,7 @@ from shared.errors import ConfigError
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, ...), t (B,) long) -> eps or v (B, ...)
 PREDICTIONS = ("eps", "v")
+SAMPLERS = ("ddim", "ddpm", "dpm++2m")
 
 
 def check_prediction(prediction: str) -> str:
@@ -158,6 +160,39 @@ def ddpm_step(
     return mean + torch.sqrt(var) * noise
 
 
+def dpmpp_2m_step(
+    x_t: torch.Tensor,
+    x0: torch.Tensor,
+    x0_before: torch.Tensor | None,
+    alpha_bar_t,
+    alpha_bar_prev,
+    h_before: torch.Tensor | float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DPM-Solver++(2M) step (Lu et al. 2022, Algorithm 2), x_t -> x_prev; returns (x_prev, h).
+
+    With alpha = sqrt(a), sigma = sqrt(1 - a), lambda = log(alpha / sigma) and h = lambda_prev - lambda_t:
+
+        x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (e^-h - 1) D,
+        D = x0                                             (first order: no earlier x0, or the last step)
+        D = (1 + 1 / (2 r)) x0 - 1 / (2 r) x0_before,  r = h_before / h   (second order, multistep)
+
+    x0 is this step's data estimate, x0_before the previous step's (or None). a_prev = 1 (the last step to clean
+    data) returns x0: sigma_prev = 0 and e^-h = 0. The first-order step equals DDIM with eta = 0.
+    """
+    a_t, a_prev = _ab(alpha_bar_t, x_t), _ab(alpha_bar_prev, x_t)
+    if float(a_prev) >= 1.0:
+        return x0, torch.full_like(a_t, float("inf"))
+    lam_t = 0.5 * (torch.log(a_t) - torch.log1p(-a_t))
+    lam_prev = 0.5 * (torch.log(a_prev) - torch.log1p(-a_prev))
+    h = lam_prev - lam_t
+    d = x0
+    if x0_before is not None and h_before is not None and math.isfinite(float(h_before)):
+        r = h_before / h
+        d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_before
+    ratio = torch.sqrt((1 - a_prev) / (1 - a_t))
+    return ratio * x_t - torch.sqrt(a_prev) * torch.expm1(-h) * d, h
+
+
 def _alphas_cumprod(schedule) -> torch.Tensor:
     """Accept a NoiseSchedule (anything with `.alphas_cumprod`) or the (T,) tensor itself."""
     return schedule.alphas_cumprod if hasattr(schedule, "alphas_cumprod") else torch.as_tensor(schedule)
@@ -177,23 +212,33 @@ def sample_loop(
     """Run the reverse chain from x_T (B, ...) over decreasing `timesteps` (S,) -> x_0 (B, ...).
 
     schedule: a NoiseSchedule or its (T,) alphas_cumprod. sampler "ddim" uses `eta`; "ddpm" is ancestral
-    sampling with the posterior variance. Fresh noise for each stochastic step comes from `generator` (on the
-    device of x_T) when given, else from torch's global stream. `model_fn` returns eps or v (`prediction`).
-    Call under torch.no_grad() for sampling.
+    sampling with the posterior variance; "dpm++2m" is the deterministic second-order multistep DPM-Solver++
+    (better than DDIM at the same number of net calls, Lu et al. 2022). Fresh noise for each stochastic step
+    comes from `generator` (on the device of x_T) when given, else from torch's global stream. `model_fn`
+    returns eps or v (`prediction`). Call under torch.no_grad() for sampling.
     """
     check_prediction(prediction)
-    if sampler not in ("ddim", "ddpm"):
-        raise ConfigError(f"unknown sampler {sampler!r}; use 'ddim' or 'ddpm'")
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
     if eta < 0:
         raise ConfigError(f"eta={eta} must be >= 0 (0 = deterministic DDIM, 1 = DDPM-like)")
     ab = _alphas_cumprod(schedule).to(x_T.device)
     timesteps = timesteps.to(x_T.device)
     x = x_T
+    x0_before, h_before = None, None  # DPM-Solver++(2M)'s memory of the previous step
     for i, t in enumerate(timesteps):
         a_t = ab[t]
         a_prev = ab[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.ones_like(a_t)
         out = model_fn(x, t.expand(x.shape[0]))
         last = i + 1 == len(timesteps)
+        if sampler == "dpm++2m":
+            x0, _ = x0_and_eps(x, out, a_t, prediction, clip_x0)
+            # First order into the last timestep and on to clean data: the last gap in lambda is several times
+            # the one before, and extrapolating x0 across it overshoots ("lower_order_final" in DPM-Solver).
+            final = i + 2 >= len(timesteps)
+            x, h_before = dpmpp_2m_step(x, x0, None if final else x0_before, a_t, a_prev, h_before)
+            x0_before = x0
+            continue
         stochastic = not last and (sampler == "ddpm" or eta > 0)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if stochastic else None
         if sampler == "ddim":

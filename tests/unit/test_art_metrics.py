@@ -235,6 +235,9 @@ def test_closer_to_real_compares_with_every_degradation():
     }
     assert closer_to_real(table, "model") == {"kid": False, "swd_16": False}
     assert closer_to_real(table, "model", degraded_keys=("noise",)) == {"kid": True, "swd_16": False}
+    # Better than a degradation is not enough: the model must sit on the real side of the midpoint.
+    table["model"]["kid"] = 0.3  # |0.3 - 0| > |0.3 - 0.5| although 0.3 < 0.5
+    assert closer_to_real(table, "model", degraded_keys=("noise",))["kid"] is False
     with pytest.raises(ConfigError, match="no rows"):
         closer_to_real(table, "gan")
 
