@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,16 @@ class RunDir:
         path = Path(root) / app / name
         path.mkdir(parents=True, exist_ok=True)
         return cls(path)
+
+    @classmethod
+    def for_config(cls, app: str, cfg: Any) -> RunDir:
+        """Open runs/<app>/<cfg.run_name>/ under cfg.runs_dir and write cfg as its config.json, noting on stderr the
+        fields that differ from a config already there (a resumed run given other settings)."""
+        run = cls.open(app, cfg.run_name, cfg.runs_dir)
+        changed = run.save_config(cfg)
+        if changed:
+            print(f"note: the config of run {cfg.run_name!r} changed ({'; '.join(changed[:4])})", file=sys.stderr)
+        return run
 
     @property
     def config_path(self) -> Path:

@@ -44,10 +44,7 @@ def say(msg: str) -> None:
 
 
 def open_run(cfg: ArtConfig) -> RunDir:
-    run = RunDir.open(APP, cfg.run_name, cfg.runs_dir)
-    changed = run.save_config(cfg)
-    if changed:
-        say(f"note: the config of run {cfg.run_name!r} changed ({'; '.join(changed[:4])})")
+    run = RunDir.for_config(APP, cfg)
     if cfg.threads:
         set_cpu_threads(cfg.threads)
     return run

@@ -149,6 +149,15 @@ def read_run(run: RunDir) -> ArtRun:
 # ------------------------------------------------------------------------------------------------- summary
 
 
+def _per_metric(what: str, results: dict[str, bool]) -> tuple[str, str]:
+    """One verdict over per-metric results {metric key: passed}: PASS naming them, FAIL naming the lost ones."""
+    if not results:
+        return "n/a", f"{what}: not in metrics.json"
+    lost = [_metric_label(k) for k, ok in results.items() if not ok]
+    detail = f"not on {', '.join(lost)}" if lost else ", ".join(_metric_label(k) for k in results)
+    return ("FAIL" if lost else "PASS"), f"{what} ({detail})"
+
+
 def verdicts(f: ArtRun) -> list[tuple[str, str]]:
     """The acceptance checks of the main model as (PASS | FAIL | n/a, sentence), from metrics.json."""
     main, m, out = f.main, f.m, []
@@ -159,23 +168,14 @@ def verdicts(f: ArtRun) -> list[tuple[str, str]]:
         if k.startswith(f"{main}_") and k.endswith(suffix)
     }
     what = "closer to the real images than noise and blur on every metric"
-    if not closer:
-        out.append(("n/a", f"{what}: not in metrics.json"))
-    else:
-        lost = [_metric_label(k) for k, ok in closer.items() if not ok]
-        detail = f"not on {', '.join(lost)}" if lost else ", ".join(_metric_label(k) for k in closer)
-        out.append(("FAIL" if lost else "PASS", f"{what} ({detail})"))
+    out.append(_per_metric(what, closer))
 
     what = "beats the VAE: nearer the real row than the VAE on each metric"
     beats = {k[len("diffusion_beats_vae_") :]: bool(v) for k, v in m.items() if k.startswith("diffusion_beats_vae_")}
     if main != "diffusion" or "vae" not in f.models:
         out.append(("n/a", f"{what}: needs the diffusion model and the VAE in one run"))
-    elif not beats:
-        out.append(("n/a", f"{what}: not in metrics.json"))
     else:
-        lost = [_metric_label(k) for k, ok in beats.items() if not ok]
-        detail = f"not on {', '.join(lost)}" if lost else ", ".join(_metric_label(k) for k in beats)
-        out.append(("FAIL" if lost else "PASS", f"{what} ({detail})"))
+        out.append(_per_metric(what, beats))
 
     x = finite(m.get(f"{main}_class_acc_x_chance"))
     if x is None and finite(m.get(f"{main}_class_acc")) is not None and finite(m.get("chance")):

@@ -52,10 +52,7 @@ say = loop.say
 
 
 def open_run(cfg: WorldsConfig) -> RunDir:
-    run = RunDir.open(APP, cfg.run_name, cfg.runs_dir)
-    changed = run.save_config(cfg)
-    if changed:
-        say(f"note: the config of run {cfg.run_name!r} changed ({'; '.join(changed[:4])})")
+    run = RunDir.for_config(APP, cfg)
     set_threads()
     return run
 
