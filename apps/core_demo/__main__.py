@@ -154,6 +154,7 @@ def main(argv=None) -> int:
         description=DemoConfig.__doc__ + " Subcommand: `sample --help` draws from a trained family.",
     )
     train_and_evaluate(cfg)
+    distributed.exit_worker(0)  # under torchrun: end before Python's finalizer races gloo's threads (see there)
     return 0
 
 
