@@ -280,16 +280,8 @@ def backtest(cfg: BacktestConfig) -> dict:
     with atomic_path(run.path / "backtest.csv") as tmp:
         frame.to_csv(tmp, index_label="date")
     rows = ev.backtest_rows(frame, list(cfg.models), cfg.alpha)
-    metrics = {"backtest_days": len(frame), "alpha": cfg.alpha}
-    for row in rows:
-        metrics.update(
-            {
-                f"{row['name'].replace('-', '_')}_{k}": v if isinstance(v, bool) else float(v)
-                for k, v in row.items()
-                if k != "name"
-            }
-        )
-    run.write_metrics(metrics)
+    metrics = {"backtest_days": len(frame), "alpha": cfg.alpha, **ev.backtest_metrics(rows)}
+    run.write_metrics(metrics, merge=False)  # a re-run with other --models leaves no stale figures
     backtest_report(cfg, frame, rows).save(run.report_path)
     say(f"wrote {run.report_path}, {run.metrics_path} and {run.path / 'backtest.csv'}")
     return metrics

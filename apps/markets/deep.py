@@ -26,6 +26,7 @@ from apps.markets.config import DeepConfig
 from apps.markets.state import (
     FLOOR_FRACTION,
     N_PER_ASSET,
+    RECURSION,
     WARMUP,
     FeatureScaler,
     State,
@@ -210,7 +211,7 @@ class DeepGenerator:
             save_file(
                 {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
                 str(tmp),
-                metadata={"family": self.name, "assets": str(self.assets)},
+                metadata={"family": self.name, "assets": str(self.assets), "recursion": RECURSION},
             )
 
     @classmethod
@@ -232,6 +233,11 @@ class DeepGenerator:
             raise CheckpointError(
                 f"{path} holds a {meta.get('family')} generator for {meta.get('assets')} assets, not {family} for "
                 f"{assets}; use another --run-name or delete the file to retrain"
+            )
+        if meta.get("recursion") != RECURSION:
+            raise CheckpointError(
+                f"{path} was trained on another state recursion ({meta.get('recursion', 'before it was recorded')}; "
+                f"now {RECURSION}); retrain with a new --run-name, or delete the run's generators/ and train-* folders"
             )
         g = cls(family, cfg)
         g.assets = assets

@@ -136,6 +136,19 @@ def backtest_rows(frame: pd.DataFrame, names, alpha: float) -> list[dict]:
     return rows
 
 
+def backtest_metrics(rows: list[dict]) -> dict:
+    """`backtest_rows` flattened for metrics.json: {<model>_<statistic>: value}. A row that failed outright
+    ({"name", "error"}) keeps its reason in the report and gives `<model>_failed` = True here."""
+    out = {}
+    for row in rows:
+        name = row["name"].replace("-", "_")
+        if "error" in row:
+            out[f"{name}_failed"] = True
+            continue
+        out.update({f"{name}_{k}": v if isinstance(v, bool) else float(v) for k, v in row.items() if k != "name"})
+    return out
+
+
 def deep_one_day(model, returns: np.ndarray, start: int, w: np.ndarray, alpha: float, samples: int, seed: int):
     """1-day portfolio VaR/ES (T - start,) each from `samples` draws given the real state the day before."""
     draws = portfolio(model.one_day(returns, start, n_samples=samples, seed=seed), w)  # (T - start, samples)

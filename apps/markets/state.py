@@ -48,6 +48,9 @@ X_CLIP = 6.0  # |x| in a feature beyond this is clipped (a 6-sigma day is inform
 FEATURE_CLIP = 5.0
 N_PER_ASSET = 4
 FLOOR_FRACTION = 0.1  # v_fast is floored at this fraction of the asset's variance over the fit data
+# The recursion's constants, stored with every saved generator: a network trained on another recursion's x and
+# features would load without complaint and produce wrong paths.
+RECURSION = f"kappa={KAPPA},fast={LAMBDA_FAST},slow={LAMBDA_SLOW},floor={FLOOR_FRACTION},features={N_PER_ASSET}"
 
 
 @dataclass

@@ -142,3 +142,19 @@ def test_bad_inputs_raise():
         z2_critical_value(ALPHA, 250, level=1.2)
     with pytest.raises(DataError, match="N >= 1"):
         var_es_from_samples(np.zeros((3, 0)), ALPHA)
+
+
+def test_a_model_whose_es_is_a_gain_fails_the_backtest_and_the_metrics_say_so():
+    """A generator whose 1-day ES is <= 0 on some day cannot be backtested (Z2 divides by ES): its row carries the
+    reason, metrics.json marks it failed, and the other models' statistics are flattened as usual."""
+    from apps.markets.evaluate import backtest_metrics, backtest_rows
+
+    rng = np.random.default_rng(0)
+    ret = rng.standard_t(5, 500) * 0.01
+    frame = pd.DataFrame({"ret": ret, "a_var": 0.025, "a_es": 0.03, "b-x_var": 0.025, "b-x_es": 0.03})
+    frame.loc[7, "b-x_es"] = -0.001
+    rows = backtest_rows(frame, ["a", "b-x"], 0.025)
+    assert rows[1] == {"name": "b-x", "error": "ES <= 0 on 1 days"}
+    m = backtest_metrics(rows)
+    assert m["b_x_failed"] is True and not any(k.startswith("b_x_") and k != "b_x_failed" for k in m)
+    assert m["a_hits"] == float(np.sum(ret < -0.025)) and isinstance(m["a_pass_kupiec"], bool)

@@ -78,6 +78,12 @@ def test_save_load_round_trip(fitted, tmp_path):
     np.testing.assert_array_equal(again.simulate(4, 20, seed=1), fitted.simulate(4, 20, seed=1))
     with pytest.raises(CheckpointError, match="cgan"):
         DeepGenerator.load(path, "cgan", DeepConfig(), 3)
+    # the same weights from another state recursion (an older genlab) must not load silently
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(str(path)), str(path), metadata={"family": "cvae", "assets": "3", "recursion": "kappa=0.04"})
+    with pytest.raises(CheckpointError, match="another state recursion"):
+        DeepGenerator.load(path, "cvae", DeepConfig(hidden=(32, 32), latent_dim=4), 3)
     path.write_bytes(b"not a file")
     with pytest.raises(CheckpointError, match="not a readable"):
         DeepGenerator.load(path, "cvae", DeepConfig(), 3)
