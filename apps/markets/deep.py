@@ -38,6 +38,7 @@ from shared.errors import ConfigError, DataError
 from shared.generative.gan import GAN
 from shared.generative.vae import VAE, GaussianDecoder
 from shared.nets.mlp import MLP
+from shared.runtime import seed_everything
 from shared.training import StepBatches, TrainConfig, fit
 
 
@@ -98,6 +99,7 @@ class DeepGenerator:
         self.x_max = torch.full((self.assets,), self.cfg.x_clip, dtype=torch.float64)
         self.calibration = torch.ones(self.assets, dtype=torch.float64)
         data = StepBatches((x.float(), self.scaler(raw).float()), self.train_cfg.batch_size, seed=self.train_cfg.seed)
+        seed_everything(self.train_cfg.seed)  # the initial weights come from the global stream
         model = build_family(self.name, self.assets, self.cfg)
         train = self.train_cfg
         if self.name == "cgan":  # the usual GAN optimiser settings (Gulrajani et al. 2017)
