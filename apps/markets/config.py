@@ -31,6 +31,11 @@ class DeepConfig:
     """R1 penalty weight of the GAN discriminator (0 = off)."""
     gan_lr_ratio: float = 0.2
     """The GAN trains at this fraction of --train.lr, with Adam betas (0.5, 0.9)."""
+    forecast_mean: str = "constant"
+    """Centre of the 1-day forecasts (VaR/ES backtests): "constant" re-centres each day's draws on the training
+    mean of the normalised return, as GARCH-type risk models assume; "model" keeps the network's conditional mean,
+    which it overfits on short histories (S&P 500 2005-2006 from 1999-2004: a mean of +0.16 sd a day, 39
+    VaR hits for 12.5 expected, some days' VaR a gain; re-centred: 16 hits)."""
     x_clip: float = 6.0
     """Generated normalised returns are clipped to +-this many conditional sds. Rarer draws, fed back into the
     variance state, make rolled-out paths explosive (at 10 the 20-stock paths run at 1.6x the real volatility)."""
@@ -42,6 +47,8 @@ class DeepConfig:
             raise ConfigError(f"--deep.hidden={self.hidden} and --deep.latent-dim={self.latent_dim} must be positive")
         if self.gan_loss not in ("wgan-gp", "nonsaturating"):
             raise ConfigError(f"--deep.gan-loss must be wgan-gp or nonsaturating, got {self.gan_loss!r}")
+        if self.forecast_mean not in ("constant", "model"):
+            raise ConfigError(f"--deep.forecast-mean must be constant or model, got {self.forecast_mean!r}")
         if self.x_clip < 3 or self.cap_factor < 1:
             raise ConfigError(f"--deep.x-clip={self.x_clip} must be >= 3 and --deep.cap-factor >= 1")
 

@@ -97,6 +97,7 @@ class DeepGenerator:
         self.assets = r.shape[1]
         self.scaler = FeatureScaler.fit(raw)
         self.x_max = torch.full((self.assets,), self.cfg.x_clip, dtype=torch.float64)
+        self.x_mean = x.mean(0)  # (A,) the centre of 1-day forecasts under forecast_mean="constant"
         self.calibration = torch.ones(self.assets, dtype=torch.float64)
         data = StepBatches((x.float(), self.scaler(raw).float()), self.train_cfg.batch_size, seed=self.train_cfg.seed)
         seed_everything(self.train_cfg.seed)  # the initial weights come from the global stream
@@ -168,7 +169,9 @@ class DeepGenerator:
     @torch.no_grad()
     def one_day(self, returns: np.ndarray, start: int, n_samples: int = 2000, seed: int = 0) -> np.ndarray:
         """Next-day return samples (T - start, n_samples, A) for every day t >= start of the real series `returns`
-        (T, A), each drawn given the real state after day t - 1: the 1-day forecast a rolling backtest needs."""
+        (T, A), each drawn given the real state after day t - 1: the 1-day forecast a rolling backtest needs. Under
+        forecast_mean="constant" each day's draws of x are re-centred on the training mean (their spread, tails and
+        cross-asset shape are the network's)."""
         self._check_fitted()
         if start < WARMUP + 1:
             raise DataError(f"start={start} leaves too little history; the state needs {WARMUP + 1} days")
@@ -181,6 +184,8 @@ class DeepGenerator:
             c = self.scaler(raw[i : i + chunk]).float()  # (b, C)
             b = len(c)
             x = self._draw(c.repeat_interleave(n_samples, dim=0), g).view(b, n_samples, self.assets)
+            if self.cfg.forecast_mean == "constant":
+                x = x - x.mean(dim=1, keepdim=True) + self.x_mean
             out[i : i + b] = (x * scale[i : i + b, None, :]).numpy()
         return out
 
@@ -200,6 +205,7 @@ class DeepGenerator:
                 "long_run": self.long_run,
                 "cap": self.cap,
                 "x_max": self.x_max,
+                "x_mean": self.x_mean,
                 "calibration": self.calibration,
                 "scaler_mean": self.scaler.mean,
                 "scaler_std": self.scaler.std,
@@ -250,6 +256,7 @@ class DeepGenerator:
             raise CheckpointError(f"{path}: weights do not fit --deep settings ({str(e).splitlines()[0]})") from None
         g.model.eval()
         g.long_run, g.cap, g.x_max, g.calibration = t["long_run"], t["cap"], t["x_max"], t["calibration"]
+        g.x_mean = t["x_mean"]
         g.scaler = FeatureScaler(t["scaler_mean"], t["scaler_std"])
         floor = FLOOR_FRACTION * g.long_run
         g.origin = State(

@@ -78,6 +78,17 @@ def test_one_day_draws_follow_the_real_state(fitted):
     assert d.shape == (100, 50, 3) and np.isfinite(d).all()
     with pytest.raises(DataError, match="start"):
         fitted.one_day(r, 10)
+    # forecast_mean="constant" (the default): each day's draws, in units of that day's volatility, average to the
+    # training mean of x; "model" leaves the network's conditional mean, which moves from day to day
+    scale = filter_states(r, fitted.long_run).scale[600 - WARMUP :].numpy()  # (100, 3)
+    day_means = (d / scale[:, None, :]).mean(axis=1)  # (100, 3)
+    np.testing.assert_allclose(day_means, np.broadcast_to(fitted.x_mean.numpy(), day_means.shape), atol=1e-9)
+    fitted.cfg.forecast_mean = "model"
+    try:
+        raw = fitted.one_day(r, 600, n_samples=50, seed=0) / scale[:, None, :]
+    finally:
+        fitted.cfg.forecast_mean = "constant"
+    assert raw.mean(axis=1).std(axis=0).min() > 1e-3
 
 
 def test_save_load_round_trip(fitted, tmp_path):
