@@ -106,7 +106,11 @@ def config_from_args(cls: type, ns: argparse.Namespace, base: Any = None) -> Any
                 continue
             tp = hints[f.name]
             if dataclasses.is_dataclass(tp):
-                collect(tp, f"{prefix}{f.name}.", into.setdefault(f.name, {}))
+                if f.name not in into:  # start from the field's own default (a default_factory may differ from
+                    # the nested class's defaults: `--train.seed 1` must not reset the app's training schedule)
+                    own = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                    into[f.name] = to_dict(own) if dataclasses.is_dataclass(own) else {}
+                collect(tp, f"{prefix}{f.name}.", into[f.name])
                 continue
             value = getattr(ns, (prefix + f.name).replace(".", "__"), _UNSET)
             if value is not _UNSET:

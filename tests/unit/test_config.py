@@ -113,3 +113,17 @@ def test_help_shows_the_preset_defaults_not_the_class_defaults():
     preset = Cfg(steps=77, inner=Inner(lr=0.5))
     text = " ".join(config_parser(Cfg, prog="p", values=preset).format_help().split())
     assert "(default: 77)" in text and "(default: 0.5)" in text and "(default: 10)" not in text
+
+
+def test_a_nested_option_keeps_the_fields_own_default_factory():
+    """`--train.seed 1` changes the seed only: the app's TrainConfig (a default_factory) keeps its steps and
+    schedule instead of falling back to TrainConfig's class defaults (a bug that once retrained markets runs with
+    another schedule whenever any --train option was given)."""
+
+    @dataclass
+    class App:
+        train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=777, lr_schedule="cosine"))
+
+    cfg = parse_config(App, ["--train.seed", "3"])
+    assert (cfg.train.seed, cfg.train.steps, cfg.train.lr_schedule) == (3, 777, "cosine")
+    assert parse_config(App, []).train.steps == 777
