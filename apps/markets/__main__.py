@@ -97,7 +97,8 @@ def deep_generator(cfg, name: str, train: pd.DataFrame, run: RunDir) -> DeepGene
     path = run.path / "generators" / f"{name}.safetensors"
     if path.is_file():
         return DeepGenerator.load(path, name, cfg.deep, train.shape[1])
-    say(f"training {name} on {len(train)} days x {train.shape[1]} assets ({cfg.train.steps} steps)")
+    steps = cfg.train.steps * (cfg.deep.gan_steps_ratio if name == "cgan" else 1)
+    say(f"training {name} on {len(train)} days x {train.shape[1]} assets ({steps} steps)")
     g = DeepGenerator(name, cfg.deep, cfg.train, run_dir=run.sub(f"train-{name}"))
     g.fit(train.to_numpy())
     path.parent.mkdir(parents=True, exist_ok=True)

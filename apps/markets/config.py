@@ -31,6 +31,8 @@ class DeepConfig:
     """R1 penalty weight of the GAN discriminator (0 = off)."""
     gan_lr_ratio: float = 0.2
     """The GAN trains at this fraction of --train.lr, with Adam betas (0.5, 0.9)."""
+    gan_steps_ratio: int = 5
+    """The GAN trains this many times --train.steps (its slower, adversarial updates need more of them)."""
     forecast_mean: str = "constant"
     """Centre of the 1-day forecasts (VaR/ES backtests): "constant" re-centres each day's draws on the training
     mean of the normalised return, as GARCH-type risk models assume; "model" keeps the network's conditional mean,
@@ -43,6 +45,8 @@ class DeepConfig:
     """Generated paths keep their variance state below this times the largest one of the training data."""
 
     def __post_init__(self):
+        if self.gan_steps_ratio < 1:
+            raise ConfigError(f"--deep.gan-steps-ratio must be >= 1, got {self.gan_steps_ratio}")
         if not self.hidden or any(h < 1 for h in self.hidden) or self.latent_dim < 1:
             raise ConfigError(f"--deep.hidden={self.hidden} and --deep.latent-dim={self.latent_dim} must be positive")
         if self.gan_loss not in ("wgan-gp", "nonsaturating"):

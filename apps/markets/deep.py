@@ -104,7 +104,12 @@ class DeepGenerator:
         model = build_family(self.name, self.assets, self.cfg)
         train = self.train_cfg
         if self.name == "cgan":  # the usual GAN optimiser settings (Gulrajani et al. 2017)
-            train = dataclasses.replace(train, lr=train.lr * self.cfg.gan_lr_ratio, betas=(0.5, 0.9))
+            train = dataclasses.replace(
+                train,
+                lr=train.lr * self.cfg.gan_lr_ratio,
+                betas=(0.5, 0.9),
+                steps=train.steps * self.cfg.gan_steps_ratio,
+            )
         result = fit(model, data, train, run_dir=self.run_dir, desc=f"train {self.name}")
         self.model = result.sampling_model.cpu().eval()
         self.calibration = self._calibrate(self.scaler(raw).float(), x)
