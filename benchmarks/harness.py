@@ -7,6 +7,7 @@ benchmarks/results/<machine>-<date>.json and a Markdown table beside it.
 
 from __future__ import annotations
 
+import json
 import platform
 import statistics
 import time
@@ -50,9 +51,16 @@ def machine() -> dict:
 
 
 def write_results(rows: list[dict]) -> tuple[Path, Path]:
+    """Write today's result files for this machine. Rows already there under another name are kept (in place),
+    so a run of some benchmarks updates their rows and leaves the rest of the day's table."""
     m = machine()
     stem = f"{m['name']}-{date.today().isoformat()}"
     json_path, md_path = RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"
+    if json_path.is_file():
+        new = {r["name"]: r for r in rows}
+        old = json.loads(json_path.read_text()).get("rows", [])
+        kept = [new.pop(r["name"], r) for r in old]
+        rows = kept + [r for r in rows if r["name"] in new]
     atomic_write_json(json_path, {"machine": m, "date": date.today().isoformat(), "rows": rows})
     atomic_write_text(
         md_path,

@@ -1,4 +1,4 @@
-"""GARCH(1,1)-t scenario paths: genlab's vectorised CCC-GARCH-t simulation against arch's own simulator.
+"""Scenario paths per second: genlab's CCC-GARCH-t simulation and its deep cvae generator against arch's simulator.
 
 ours: `GarchT` fitted on the bundled sp500-20 universe (fitting is not timed), then one `GarchT.simulate` call for
 10,000 paths x 252 days x 20 assets: the multivariate-t innovations (correlated, with a shared chi2 per day) and the
@@ -11,6 +11,9 @@ simulator, so its assets are independent: it does less work per series than ours
 `initial_value` only matters for ARX means and is left unset. 200,000 arch calls take minutes, so arch is timed on
 100 paths x 20 assets (2,000 series) and scaled by 100: its cost per series is constant. ratio = peer / ours time
 for the same 10,000 scenarios.
+deep: the cvae with the app's default network, trained briefly (CVAE_STEPS; its speed does not depend on how well
+it is trained, and training is not timed), then one `DeepGenerator.simulate` call of the same size: per day one
+batched decoder pass over all 10,000 paths and the state recursion. Same peer figure, measured once.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from apps.markets.data import load_bundled, log_returns
 from benchmarks.harness import median_time
 
 N_PATHS, HORIZON, PEER_PATHS = 10_000, 252, 100
+CVAE_STEPS = 200
 
 
 def run() -> list[dict]:
@@ -41,6 +45,8 @@ def run() -> list[dict]:
                 am.simulate(params, nobs=HORIZON, burn=0, initial_value_vol=s0)
 
     t_peer = median_time(peer, repeats=3, warmup=0) * N_PATHS / PEER_PATHS
+    t_cvae = _cvae_time(returns)
+    peer_name = "arch simulate, one call per series"
     return [
         {
             "name": "markets: GARCH(1,1)-t scenario paths",
@@ -49,8 +55,30 @@ def run() -> list[dict]:
                 f"on {PEER_PATHS} paths x {n_assets} assets ({PEER_PATHS * n_assets:,} series) and scaled linearly"
             ),
             "ours_s": t_ours,
-            "peer": "arch simulate, one call per series",
+            "peer": peer_name,
             "peer_s": t_peer,
             "ratio": t_peer / t_ours,
-        }
+        },
+        {
+            "name": "markets: deep cvae scenario paths",
+            "sizes": (
+                f"{N_PATHS:,} paths x {HORIZON} days x {n_assets} assets, default network ({CVAE_STEPS}-step fit, not "
+                "timed), CPU; peer as above"
+            ),
+            "ours_s": t_cvae,
+            "peer": peer_name,
+            "peer_s": t_peer,
+            "ratio": t_peer / t_cvae,
+        },
     ]
+
+
+def _cvae_time(returns) -> float:
+    import dataclasses
+
+    from apps.markets.config import DeepConfig, MarketsConfig
+    from apps.markets.deep import DeepGenerator
+
+    train = dataclasses.replace(MarketsConfig().train, steps=CVAE_STEPS, progress=False)
+    g = DeepGenerator("cvae", DeepConfig(), train).fit(returns)
+    return median_time(lambda: g.simulate(N_PATHS, HORIZON, seed=0), repeats=3)
