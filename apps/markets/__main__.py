@@ -97,9 +97,8 @@ def deep_generator(cfg, name: str, train: pd.DataFrame, run: RunDir) -> DeepGene
     path = run.path / "generators" / f"{name}.safetensors"
     if path.is_file():
         return DeepGenerator.load(path, name, cfg.deep, train.shape[1])
-    steps = cfg.train.steps * (cfg.deep.gan_steps_ratio if name == "cgan" else 1)
-    say(f"training {name} on {len(train)} days x {train.shape[1]} assets ({steps} steps)")
     g = DeepGenerator(name, cfg.deep, cfg.train, run_dir=run.sub(f"train-{name}"))
+    say(f"training {name} on {len(train)} days x {train.shape[1]} assets ({g.train_config.steps} steps)")
     g.fit(train.to_numpy())
     path.parent.mkdir(parents=True, exist_ok=True)
     g.save(path)
@@ -225,10 +224,9 @@ def flat_metrics(result: dict) -> dict:
                 m[f"{row['name']}_{k}"] = v
     for name, n in result["wins_vs_garch_t"].items():
         m[f"{name}_wins_vs_garch_t"] = n
-    for row in result["risk"] + result["backtest"]:
-        for k, v in row.items():
-            if k != "name" and isinstance(v, (int, float, bool)):
-                m[f"{row['name']}_{k}"] = v if isinstance(v, bool) else float(v)
+    for row in result["risk"]:
+        m.update({f"{row['name']}_{k}": float(v) for k, v in row.items() if k != "name"})
+    m.update(ev.backtest_metrics(result["backtest"]))
     return {k.replace("-", "_").replace(" ", "_").replace("(", "").replace(")", ""): v for k, v in m.items()}
 
 

@@ -99,21 +99,24 @@ class DeepGenerator:
         self.x_max = torch.full((self.assets,), self.cfg.x_clip, dtype=torch.float64)
         self.x_mean = x.mean(0)  # (A,) the centre of 1-day forecasts under forecast_mean="constant"
         self.calibration = torch.ones(self.assets, dtype=torch.float64)
-        data = StepBatches((x.float(), self.scaler(raw).float()), self.train_cfg.batch_size, seed=self.train_cfg.seed)
+        cond = self.scaler(raw).float()
+        data = StepBatches((x.float(), cond), self.train_cfg.batch_size, seed=self.train_cfg.seed)
         seed_everything(self.train_cfg.seed)  # the initial weights come from the global stream
         model = build_family(self.name, self.assets, self.cfg)
-        train = self.train_cfg
-        if self.name == "cgan":  # the usual GAN optimiser settings (Gulrajani et al. 2017)
-            train = dataclasses.replace(
-                train,
-                lr=train.lr * self.cfg.gan_lr_ratio,
-                betas=(0.5, 0.9),
-                steps=train.steps * self.cfg.gan_steps_ratio,
-            )
-        result = fit(model, data, train, run_dir=self.run_dir, desc=f"train {self.name}")
+        result = fit(model, data, self.train_config, run_dir=self.run_dir, desc=f"train {self.name}")
         self.model = result.sampling_model.cpu().eval()
-        self.calibration = self._calibrate(self.scaler(raw).float(), x)
+        self.calibration = self._calibrate(cond, x)
         return self
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """The schedule `fit` trains with: the given one, or for the cgan the usual GAN optimiser settings
+        (Gulrajani et al. 2017: a fraction of the lr, Adam betas (0.5, 0.9)) over gan_steps_ratio times the steps."""
+        train = self.train_cfg
+        if self.name != "cgan":
+            return train
+        lr, steps = train.lr * self.cfg.gan_lr_ratio, train.steps * self.cfg.gan_steps_ratio
+        return dataclasses.replace(train, lr=lr, betas=(0.5, 0.9), steps=steps)
 
     @torch.no_grad()
     def _calibrate(self, cond: torch.Tensor, x: torch.Tensor, days: int = 2000, draws: int = 32) -> torch.Tensor:
