@@ -70,8 +70,65 @@ def write_results(rows: list[dict]) -> tuple[Path, Path]:
 
 
 def markdown_table(rows: list[dict]) -> str:
+    """Rows as a Markdown table; a row with `skipped` (a reason) shows the reason instead of its times."""
     head = "| benchmark | sizes | ours (s) | peer | peer (s) | peer / ours |\n|---|---|---|---|---|---|\n"
-    return head + "".join(
-        f"| {r['name']} | {r['sizes']} | {r['ours_s']:.4g} | {r['peer']} | {r['peer_s']:.4g} | {r['ratio']:.2f}x |\n"
-        for r in rows
-    )
+    out = []
+    for r in rows:
+        if r.get("skipped"):
+            out.append(f"| {r['name']} | {r['sizes']} | - | {r['peer']} | - | not run: {r['skipped']} |\n")
+            continue
+        extra = f" ({r['fraction_of_peak']:.0%} of peak {r['peak_kind']})" if r.get("fraction_of_peak") else ""
+        out.append(
+            f"| {r['name']} | {r['sizes']} | {r['ours_s']:.4g} | {r['peer']} | {r['peer_s']:.4g} "
+            f"| {r['ratio']:.2f}x{extra} |\n"
+        )
+    return head + "".join(out)
+
+
+# ------------------------------------------------------------------------------------------------ kernel rows
+
+
+def device_peaks(device: torch.device, copy_mib: int = 1024, matmul_n: int = 8192) -> dict:
+    """The device's measured peaks, in the same run as the kernels they grade: copy bandwidth (GB/s, bytes read +
+    written by one large device-to-device copy) and float32 / bf16 matmul rate (TFLOP/s). Smaller sizes on CPU."""
+    if device.type != "cuda":
+        copy_mib, matmul_n = min(copy_mib, 256), min(matmul_n, 1024)
+    n = copy_mib * 2**20 // 4
+    src = torch.empty(n, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    t_copy = median_time(lambda: dst.copy_(src), repeats=10, warmup=2)
+    peaks = {"copy_GBps": 2 * src.numel() * 4 / t_copy / 1e9}
+    for dtype in (torch.float32, torch.bfloat16) if device.type == "cuda" else (torch.float32,):
+        a = torch.randn(matmul_n, matmul_n, device=device, dtype=dtype)
+        t_mm = median_time(lambda a=a: a @ a, repeats=5, warmup=2)
+        peaks[f"matmul_{str(dtype).removeprefix('torch.')}_TFLOPs"] = 2 * matmul_n**3 / t_mm / 1e12
+    return peaks
+
+
+def kernel_row(
+    name: str,
+    sizes: str,
+    ours: Callable[[], object],
+    reference: Callable[[], object],
+    bytes_moved: int | None = None,
+    peaks: dict | None = None,
+    repeats: int = 5,
+) -> dict:
+    """A kernel against its PyTorch eager reference on the same inputs: median times, ratio = reference / kernel,
+    and, for a memory-bound kernel, the achieved bandwidth (`bytes_moved`: the least bytes the op must read and
+    write) as a fraction of the measured copy peak."""
+    t_ours = median_time(ours, repeats=repeats)
+    t_ref = median_time(reference, repeats=repeats)
+    row = {"name": name, "sizes": sizes, "ours_s": t_ours, "peer": "PyTorch eager reference", "peer_s": t_ref}
+    row["ratio"] = t_ref / t_ours
+    if bytes_moved is not None:
+        row["achieved_GBps"] = bytes_moved / t_ours / 1e9
+        if peaks and peaks.get("copy_GBps"):
+            row["fraction_of_peak"] = row["achieved_GBps"] / peaks["copy_GBps"]
+            row["peak_kind"] = "copy bandwidth"
+    return row
+
+
+def skipped_row(name: str, sizes: str, peer: str, why: str) -> dict:
+    """A row that this machine cannot measure (e.g. a Triton kernel without CUDA), kept in the table with why."""
+    return {"name": name, "sizes": sizes, "ours_s": None, "peer": peer, "peer_s": None, "ratio": None, "skipped": why}
