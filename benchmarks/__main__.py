@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import art, markets, training_loop, worlds
+from benchmarks import art, kernels, markets, molecules, training_loop, worlds
 from benchmarks.harness import markdown_table, write_results
 
-BENCHMARKS = {"training_loop": training_loop, "markets": markets, "worlds": worlds, "art": art}
+BENCHMARKS = {
+    "kernels": kernels,
+    "training_loop": training_loop,
+    "molecules": molecules,
+    "markets": markets,
+    "worlds": worlds,
+    "art": art,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

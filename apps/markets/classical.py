@@ -25,6 +25,7 @@ import torch
 from apps.markets.arrays import finite_array
 from apps.markets.data import MIN_ROWS
 from shared.errors import ConfigError, DataError
+from shared.kernels.garch import garch_paths  # the recursion: Triton on CUDA tensors, else the PyTorch loop
 
 MAX_MEAN_ABS_RETURN = 0.25  # daily log returns average ~0.01-0.03 in size; above this they are percent or prices
 BACKCAST_DAYS, BACKCAST_DECAY = 75, 0.94  # arch's GARCH backcast: EWMA of the first 75 squared residuals
@@ -50,27 +51,6 @@ def garch_filter(returns: np.ndarray, mu, omega, alpha, beta) -> np.ndarray:
     for t in range(len(r)):
         sigma2[t + 1] = omega + alpha * eps[t] ** 2 + beta * sigma2[t]
     return sigma2
-
-
-def garch_paths(mu, omega, alpha, beta, sigma2_0, z) -> torch.Tensor:
-    """GARCH(1,1) return paths driven by standardised innovations z (P, L, A), a loop over the L days only.
-
-    mu, omega, alpha, beta: per-asset parameters (A,); sigma2_0: the variance of the first day, (A,) or (P, A).
-    Per asset: r_t = mu + eps_t, eps_t = sigma_t z_t, sigma2_{t+1} = omega + alpha eps_t^2 + beta sigma2_t.
-    Returns (P, L, A) in z's dtype and on z's device (numpy inputs become CPU tensors), in the units of mu.
-    """
-    z = torch.as_tensor(z)
-    as_z = dict(dtype=z.dtype, device=z.device)
-    mu, omega, alpha, beta = (torch.as_tensor(v, **as_z) for v in (mu, omega, alpha, beta))  # (A,) each
-    sigma2 = torch.as_tensor(sigma2_0, **as_z).expand(z.shape[0], z.shape[2]).clone()  # (P, A)
-    eps = torch.empty_like(sigma2)
-    out = torch.empty_like(z)
-    # in place, into two (P, A) buffers: no fresh tensor per op and day (~25% faster on CPU)
-    for t in range(z.shape[1]):
-        torch.sqrt(sigma2, out=eps).mul_(z[:, t])  # eps_t = sigma_t z_t
-        torch.add(eps, mu, out=out[:, t])
-        sigma2.mul_(beta).add_(eps.square_().mul_(alpha)).add_(omega)  # sigma2_{t+1}
-    return out
 
 
 def multivariate_t_innovations(rng: np.random.Generator, n_paths: int, horizon: int, chol: np.ndarray, nu: float):
@@ -217,10 +197,15 @@ class _Garch(ScenarioModel):
     def draw_innovations(self, rng: np.random.Generator, n_paths: int, horizon: int) -> np.ndarray:
         """Standardised innovations (P, L, A)."""
 
+    def innovation_inputs(self, rng: np.random.Generator, n_paths: int, horizon: int) -> dict:
+        """The innovations as `garch_paths` takes them, from the same draws as `draw_innovations`: {"z": (P, L, A)}
+        here; a resampling model passes a pool and an index instead, so the (P, L, A) gather is never built."""
+        return {"z": self.draw_innovations(rng, n_paths, horizon)}
+
     def _simulate(self, n_paths, horizon, rng, history):
-        z = self.draw_innovations(rng, n_paths, horizon)
+        innovations = self.innovation_inputs(rng, n_paths, horizon)
         sigma2_0 = 1e4 * self.next_variance(history)
-        paths = garch_paths(*self._garch_params(), sigma2_0, z).numpy()  # (P, L, A) percent
+        paths = garch_paths(*self._garch_params(), sigma2_0, **innovations).numpy()  # (P, L, A) percent
         paths /= 100
         return paths
 
@@ -270,8 +255,15 @@ class FilteredHS(_Garch):
 
     name, dist = "fhs", "normal"
 
+    def draw_days(self, rng: np.random.Generator, n_paths: int, horizon: int) -> np.ndarray:
+        """(P, L) rows of `resid` (fit days), uniform with replacement."""
+        return rng.integers(0, len(self.resid), (n_paths, horizon))
+
     def draw_innovations(self, rng, n_paths, horizon):
-        return self.resid[rng.integers(0, len(self.resid), (n_paths, horizon))]  # (P, L, A)
+        return self.resid[self.draw_days(rng, n_paths, horizon)]  # (P, L, A)
+
+    def innovation_inputs(self, rng, n_paths, horizon):
+        return {"pool": self.resid, "index": self.draw_days(rng, n_paths, horizon)}  # (T, A) and (P, L)
 
 
 class StationaryBootstrap(ScenarioModel):

@@ -170,19 +170,27 @@ class Diffusion(nn.Module):
             raise ConfigError(f"class ids must be in 0..{self.num_classes - 1}, got {sorted(set(y.tolist()))}")
         return y
 
-    def guided(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, guidance: float = 1.0) -> torch.Tensor:
-        """The net's eps or v for x_t (B, ...) at t (B,) given labels y (B,) | None, with classifier-free guidance
-        weight w (the combination is linear, so it reads the same for eps and v).
-
-        y=None or w=1 is one net call; otherwise the conditional and null-class predictions come from one batched
-        call of size 2B and are combined as eps_u + w (eps_c - eps_u).
+    def net_outputs(
+        self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, guidance: float = 1.0
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The net's eps or v for x_t (B, ...) at t (B,) given labels y (B,) | None, uncombined: one output
+        (B, ...) when y=None or w=1 (one net call), else the pair (out_cond, out_uncond) of the labels and the
+        null class, from one batched call of size 2B. `sample` hands the pair to the fused step, which combines it.
         """
         if y is None or guidance == 1.0:
             return self.net(x_t, t, y)
         null = torch.full_like(y, self.num_classes)
-        eps = self.net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null]))  # (2B, ...)
-        eps_cond, eps_uncond = eps.chunk(2)
-        return cfg_combine(eps_cond, eps_uncond, guidance)
+        out = self.net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null]))  # (2B, ...)
+        out_cond, out_uncond = out.chunk(2)
+        return out_cond, out_uncond
+
+    def guided(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, guidance: float = 1.0) -> torch.Tensor:
+        """The net's eps or v for x_t (B, ...) at t (B,) given labels y (B,) | None, with classifier-free guidance
+        weight w (the combination is linear, so it reads the same for eps and v): eps_u + w (eps_c - eps_u)
+        from `net_outputs` (one net call when y=None or w=1).
+        """
+        out = self.net_outputs(x_t, t, y, guidance)
+        return cfg_combine(*out, guidance) if isinstance(out, tuple) else out
 
     @torch.no_grad()
     def sample(
@@ -197,6 +205,7 @@ class Diffusion(nn.Module):
         generator: torch.Generator | None = None,
         x_T: torch.Tensor | None = None,
         clip_x0: bool = True,
+        backend: str = "auto",
     ) -> torch.Tensor:
         """Draw n samples (n, *sample_shape) with `steps` evenly spaced timesteps (steps = T: the full chain).
 
@@ -205,6 +214,9 @@ class Diffusion(nn.Module):
         (1 = plain conditional). x_T: starting noise (n, *sample_shape); otherwise drawn from `generator`, which
         also supplies every later noise draw.
         clip_x0: clip each x0 estimate to [-1, 1]. The net runs in eval mode; the previous mode is restored.
+        Each step (guidance combine, x0 estimate, update, noise) is one fused pass: backend "auto" runs its
+        Triton kernel on CUDA (noise then from the kernel's Philox stream, seeded from `generator`), "torch" the
+        PyTorch reference (`shared.kernels.diffusion_step`).
         """
         device = self.schedule.alphas_cumprod.device
         y = self._labels(cond, n, device)
@@ -217,7 +229,7 @@ class Diffusion(nn.Module):
         self.eval()
         try:
             return sample_loop(
-                lambda x, t: self.guided(x, t, y, guidance),
+                lambda x, t: self.net_outputs(x, t, y, guidance),
                 x_T,
                 self.schedule,
                 timesteps,
@@ -226,6 +238,8 @@ class Diffusion(nn.Module):
                 generator,
                 clip_x0,
                 self.prediction,
+                guidance=guidance,
+                backend=backend,
             )
         finally:
             self.train(was_training)

@@ -6,7 +6,9 @@ registered buffer, so a checkpoint resumes them). `forward` returns the surrogat
 mean F(v_model) whose gradient is the CD gradient of the negative log-likelihood. For evaluation it holds the exact
 log partition function by enumerating the smaller layer (the other summed analytically), and annealed importance
 sampling (AIS, Salakhutdinov & Murray 2008, "On the quantitative analysis of deep belief networks") from a
-base-rate model for layers too big to enumerate.
+base-rate model for layers too big to enumerate. Every Gibbs half-step (training chains, sampling, AIS) is torch's
+matrix product followed by `shared.kernels.bernoulli_sigmoid` (bias, sigmoid and Bernoulli draw fused: one Triton
+kernel on CUDA, the PyTorch reference elsewhere; `backend` picks).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.errors import ConfigError
+from shared.kernels.backend import BACKENDS
+from shared.kernels.bernoulli_sigmoid import bernoulli_sigmoid
 
 # Largest layer we enumerate exactly (2**24 = 16.7M states, processed in chunks).
 MAX_ENUMERATED_UNITS = 24
@@ -48,14 +52,27 @@ def base_rate_bias(data: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
 
 
 class RBM(nn.Module):
-    """Bernoulli-Bernoulli RBM trained by CD-k (`persistent=False`) or PCD-k with `n_chains` persistent chains."""
+    """Bernoulli-Bernoulli RBM trained by CD-k (`persistent=False`) or PCD-k with `n_chains` persistent chains.
 
-    def __init__(self, n_visible: int, n_hidden: int, k: int = 1, persistent: bool = False, n_chains: int = 64):
+    `backend` is the Gibbs half-steps' kernel backend ("auto": the Triton kernel on CUDA, else PyTorch)."""
+
+    def __init__(
+        self,
+        n_visible: int,
+        n_hidden: int,
+        k: int = 1,
+        persistent: bool = False,
+        n_chains: int = 64,
+        backend: str = "auto",
+    ):
         super().__init__()
         for name, value in (("n_visible", n_visible), ("n_hidden", n_hidden), ("k", k), ("n_chains", n_chains)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"RBM {name}={value!r} must be a positive int; pass e.g. {name}=1 or more")
+        if backend not in BACKENDS:
+            raise ConfigError(f"RBM backend {backend!r} is unknown; use one of {', '.join(BACKENDS)}")
         self.n_visible, self.n_hidden, self.k, self.persistent = n_visible, n_hidden, k, bool(persistent)
+        self.backend = backend
         self.objectives = {"loss": 1}
         self.stats: dict[str, torch.Tensor] = {}
         # Small random weights, zero biases (Hinton 2010, "A practical guide to training RBMs", Sec. 8).
@@ -85,10 +102,18 @@ class RBM(nn.Module):
         """p(v_i = 1 | h) = sigmoid(b + h W^T). h (B, H) -> (B, V)."""
         return torch.sigmoid(h @ self.W.T + self.b)
 
+    def sample_h_given_v(self, v: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """h ~ Bernoulli(sigmoid(c + v W)): v (B, V) -> binary (B, H), the matmul then one fused kernel."""
+        return bernoulli_sigmoid(v @ self.W, self.c, generator=generator, backend=self.backend)
+
+    def sample_v_given_h(self, h: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """v ~ Bernoulli(sigmoid(b + h W^T)): h (B, H) -> binary (B, V)."""
+        return bernoulli_sigmoid(h @ self.W.T, self.b, generator=generator, backend=self.backend)
+
     def gibbs_step(self, v: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One block-Gibbs sweep v -> h -> v'. v (B, V) -> binary (B, V); randomness from `generator` (or global)."""
-        h = torch.bernoulli(self.p_h_given_v(v), generator=generator)
-        return torch.bernoulli(self.p_v_given_h(h), generator=generator)
+        """One block-Gibbs sweep v -> h -> v'. v (B, V) -> binary (B, V); randomness from `generator` (or global).
+        Samples carry no gradient (the CD loss holds them fixed)."""
+        return self.sample_v_given_h(self.sample_h_given_v(v, generator), generator)
 
     def _visible(self, x: torch.Tensor) -> torch.Tensor:
         """Flatten a batch to (B, V), checking the width, in the parameters' dtype."""
@@ -228,8 +253,12 @@ class RBM(nn.Module):
         for i in range(1, n_betas):
             log_w += log_p_star(v, betas[i]) - log_p_star(v, betas[i - 1])
             if i < n_betas - 1:  # Gibbs transition leaving p_{beta_i} invariant
-                h = torch.bernoulli(torch.sigmoid(betas[i] * (v @ W + c)), generator=generator)
-                v = torch.bernoulli(torch.sigmoid((1 - betas[i]) * b_a + betas[i] * (b + h @ W.T)), generator=generator)
+                # Tempered conditionals sigmoid(beta * pre + bias) with the bias terms folded in (N,). beta reaches
+                # the fused op as float32: a ~1e-7 relative change of the transition's temperature, not of log_w.
+                beta = betas[i]
+                h = bernoulli_sigmoid(v @ W, beta * c, scale=beta, generator=generator, backend=self.backend)
+                v_bias = (1 - beta) * b_a + beta * b  # (V,)
+                v = bernoulli_sigmoid(h @ W.T, v_bias, scale=beta, generator=generator, backend=self.backend)
         # p*_0(v) = exp(v.b_A) * 2**H (each softplus(0) = log 2), so Z_0 = 2**H * prod_i (1 + exp(b_A,i)).
         log_z_base = F.softplus(b_a).sum() + self.n_hidden * math.log(2.0)
         log_mean_w = torch.logsumexp(log_w, 0) - math.log(n_chains)

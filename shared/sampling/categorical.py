@@ -5,7 +5,10 @@ generation") and/or outside the nucleus, the smallest set of most likely tokens 
 (Holtzman et al. 2020, "The curious case of neural text degeneration"). `sample_categorical` divides by the
 temperature, filters, and draws exactly from softmax of what is left with an exponential race (the Gumbel-max
 trick in another form): argmin_i E_i / p_i with E_i ~ Exp(1) is category i with probability p_i. Temperature 0
-is greedy argmax. Autoregressive families call these with logits (..., V) for the next token.
+is greedy argmax. It runs the fused op of `shared.kernels.categorical` (one Triton launch on CUDA, the PyTorch
+reference elsewhere), whose filters keep every token tied at a threshold, where `filter_logits` breaks ties by
+position; without ties they keep the same tokens (up to float rounding at the nucleus edge). Autoregressive
+families call these with logits (..., V) for the next token.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from shared.errors import ConfigError
+from shared.kernels.categorical import categorical_sample
 
 
 def _check_filters(top_k: int, top_p: float) -> None:
@@ -54,22 +58,12 @@ def sample_categorical(
     top_k: int = 0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """Draw one category per row from softmax(filter(logits / temperature)). logits (..., V) -> (...) int64.
 
-    temperature 0 returns argmax (greedy); the draw is exact in distribution, and deterministic given a
-    `generator` (on the logits' device); without one it uses torch's global RNG."""
-    if float(temperature) < 0.0:
-        raise ConfigError(f"temperature={temperature!r} must be >= 0 (0 = greedy argmax)")
-    _check_filters(top_k, top_p)
-    if logits.dim() == 0 or logits.shape[-1] == 0:
-        raise ConfigError("logits must have a non-empty last dimension of categories, shape (..., V)")
-    if float(temperature) == 0.0:
-        return torch.argmax(logits, dim=-1)
-    # Half precision would round the race; float32 is exact enough, float64 stays float64.
-    work = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-    work = filter_logits(work / float(temperature), top_k=top_k, top_p=top_p)
-    # Exponential race: P(argmax_i [l_i - log E_i] = j) = softmax(l)_j for i.i.d. E_i ~ Exp(1).
-    e = torch.empty_like(work).exponential_(generator=generator)
-    e = e.clamp_min(torch.finfo(e.dtype).tiny)  # E = 0 would give +inf and beat -inf logits (nan)
-    return torch.argmax(work - torch.log(e), dim=-1)
+    temperature 0 returns argmax (greedy); the draw is exact in distribution, computed in float32, and
+    deterministic given a `generator` (on the logits' device); without one it uses torch's global RNG. Tokens tied
+    at the top-k or top-p threshold are all kept. `backend` picks the fused Triton kernel or the PyTorch reference
+    ("auto": the kernel on CUDA; see `shared.kernels.backend`)."""
+    return categorical_sample(logits, temperature, top_k, top_p, generator=generator, backend=backend)

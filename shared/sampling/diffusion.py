@@ -6,6 +6,8 @@ eps. A sampler visits a decreasing subsequence tau_S > ... > tau_1 of {0..T-1} a
 x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) (Ho et al. eq. 15), optionally clipped to [-1, 1]. No function here
 draws random numbers from a global stream: noise is passed in, or drawn from the `generator` given to the loop.
 The generative family (`shared.generative.diffusion.Diffusion`) supplies the network as `model_fn(x_t, t)`.
+The step functions below are the readable maths; `sample_loop` runs each step as one fused elementwise pass with
+the same formulas (`shared.kernels.diffusion_step`, a Triton kernel on CUDA).
 
 The network predicts either the noise ("eps", Ho et al. 2020) or the velocity ("v", Salimans & Ho 2022, sec. 4):
 v = sqrt(a_t) eps - sqrt(1 - a_t) x_0, so x0_hat = sqrt(a_t) x_t - sqrt(1 - a_t) v. With eps, x0_hat divides the
@@ -23,10 +25,11 @@ from collections.abc import Callable
 import torch
 
 from shared.errors import ConfigError
+from shared.kernels.diffusion_step import PREDICTIONS, SAMPLERS, diffusion_step  # names defined beside the kernel
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, ...), t (B,) long) -> eps or v (B, ...)
-PREDICTIONS = ("eps", "v")
-SAMPLERS = ("ddim", "ddpm", "dpm++2m")
+# sample_loop also takes a net function returning the pair (out_cond, out_uncond) (B, ...) each, for guidance
+GuidedFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
 
 
 def check_prediction(prediction: str) -> str:
@@ -199,7 +202,7 @@ def _alphas_cumprod(schedule) -> torch.Tensor:
 
 
 def sample_loop(
-    model_fn: ModelFn,
+    model_fn: GuidedFn,
     x_T: torch.Tensor,
     schedule,
     timesteps: torch.Tensor,
@@ -208,6 +211,8 @@ def sample_loop(
     generator: torch.Generator | None = None,
     clip_x0: bool = False,
     prediction: str = "eps",
+    guidance: float = 1.0,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """Run the reverse chain from x_T (B, ...) over decreasing `timesteps` (S,) -> x_0 (B, ...).
 
@@ -215,36 +220,35 @@ def sample_loop(
     sampling with the posterior variance; "dpm++2m" is the deterministic second-order multistep DPM-Solver++
     (better than DDIM at the same number of net calls, Lu et al. 2022). Fresh noise for each stochastic step
     comes from `generator` (on the device of x_T) when given, else from torch's global stream. `model_fn`
-    returns eps or v (`prediction`). Call under torch.no_grad() for sampling.
+    returns eps or v (`prediction`), or the pair (out_cond, out_uncond) that each step combines with the
+    guidance weight as u + w (c - u). Each step, guidance combine included, is one fused elementwise pass
+    (`shared.kernels.diffusion_step`: the same maths as ddim_step / ddpm_step / dpmpp_2m_step above; `backend`
+    "auto" runs its Triton kernel on CUDA, with the kernel's own noise stream). Call under torch.no_grad().
     """
     check_prediction(prediction)
     if sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
     if eta < 0:
         raise ConfigError(f"eta={eta} must be >= 0 (0 = deterministic DDIM, 1 = DDPM-like)")
-    ab = _alphas_cumprod(schedule).to(x_T.device)
-    timesteps = timesteps.to(x_T.device)
+    ab = _alphas_cumprod(schedule).detach().to("cpu", torch.float64)  # host copy: no device sync per step
+    steps = [int(t) for t in timesteps.tolist()]
+    t_device = timesteps.to(x_T.device)
     x = x_T
     x0_before, h_before = None, None  # DPM-Solver++(2M)'s memory of the previous step
-    for i, t in enumerate(timesteps):
-        a_t = ab[t]
-        a_prev = ab[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.ones_like(a_t)
-        out = model_fn(x, t.expand(x.shape[0]))
-        last = i + 1 == len(timesteps)
-        if sampler == "dpm++2m":
-            x0, _ = x0_and_eps(x, out, a_t, prediction, clip_x0)
-            # First order into the last timestep and on to clean data: the last gap in lambda is several times
-            # the one before, and extrapolating x0 across it overshoots ("lower_order_final" in DPM-Solver).
-            final = i + 2 >= len(timesteps)
-            x, h_before = dpmpp_2m_step(x, x0, None if final else x0_before, a_t, a_prev, h_before)
-            x0_before = x0
-            continue
-        stochastic = not last and (sampler == "ddpm" or eta > 0)
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if stochastic else None
-        if sampler == "ddim":
-            x = ddim_step(x, out, a_t, a_prev, eta, noise, clip_x0, prediction)
-        else:
-            x = ddpm_step(x, out, a_t, a_prev, noise, clip_x0, prediction)
+    for i, t in enumerate(steps):
+        a_prev = float(ab[steps[i + 1]]) if i + 1 < len(steps) else 1.0
+        out = model_fn(x, t_device[i].expand(x.shape[0]))
+        out_cond, out_uncond = out if isinstance(out, tuple) else (out, None)
+        # DPM-Solver++ steps first order into the last timestep and on to clean data: the last gap in lambda is
+        # several times the one before, and extrapolating x0 across it overshoots ("lower_order_final").
+        final = i + 2 >= len(steps)
+        step = diffusion_step(
+            x, out_cond, float(ab[t]), a_prev,
+            out_uncond=out_uncond, guidance=guidance if out_uncond is not None else 1.0,
+            sampler=sampler, eta=eta, prediction=prediction, clip_x0=clip_x0,
+            x0_before=None if final else x0_before, h_before=h_before, generator=generator, backend=backend,
+        )  # fmt: skip
+        x, x0_before, h_before = step.x_prev, step.x0, step.h
     return x
 
 

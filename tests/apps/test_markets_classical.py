@@ -132,6 +132,23 @@ def test_simulate_is_the_recursion_from_the_filtered_state(fitted):
     np.testing.assert_allclose(paths[:, 1], (mu + np.sqrt(s1) * z[:, 1]) / 100, rtol=1e-10)
 
 
+def test_fhs_bootstraps_through_the_kernel_op_without_the_gather(fitted):
+    """FHS hands the residual pool and the day index to `garch_paths`; the paths are those of the gathered
+    innovations resid[idx] exactly (same draws, same arithmetic)."""
+    from shared.kernels import garch
+
+    assert garch_paths is garch.garch_paths  # markets runs the shared op (Triton on CUDA, the loop on CPU)
+    m = fitted["fhs"]
+    rng = np.random.default_rng(5)
+    inputs = m.innovation_inputs(rng, 6, 9)
+    assert inputs["pool"] is m.resid and inputs["index"].shape == (6, 9)
+    z = m.draw_innovations(np.random.default_rng(5), 6, 9)  # the same draws, materialised (P, L, A)
+    np.testing.assert_array_equal(z, m.resid[inputs["index"]])
+    mu, omega, alpha, beta = (m.params[k] for k in ("mu", "omega", "alpha", "beta"))
+    expected = garch_paths(mu, omega, alpha, beta, 1e4 * m.next_variance(), z).numpy() / 100
+    np.testing.assert_array_equal(m.simulate(6, 9, seed=5), expected)
+
+
 def test_garch_t_recovers_known_parameters():
     corr = np.array([[1.0, 0.5], [0.5, 1.0]])
     model = GarchT().fit(simulate_garch_t(4000, corr, seed=2))

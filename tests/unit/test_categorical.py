@@ -82,3 +82,17 @@ def test_bad_arguments_raise_config_error():
             sample_categorical(logits, **kwargs)
     with pytest.raises(ConfigError):
         filter_logits(torch.tensor(1.0))
+
+
+def test_sample_categorical_runs_the_fused_op_and_keeps_ties():
+    from shared.kernels.categorical import categorical_sample
+
+    logits = torch.randn(6, 9, generator=_gen(6))
+    a = sample_categorical(logits, 0.8, 3, 0.9, generator=_gen(7))
+    assert torch.equal(a, categorical_sample(logits, 0.8, 3, 0.9, generator=_gen(7), backend="torch"))
+    # top-k keeps every token tied at the k-th largest logit (filter_logits would keep exactly k)
+    tied = torch.tensor([2.0, 2.0, 2.0, 0.0]).expand(3000, 4)
+    counts = torch.bincount(sample_categorical(tied, top_k=1, generator=_gen(8)), minlength=4)
+    assert (counts[:3] > 800).all() and counts[3] == 0
+    with pytest.raises(ConfigError, match="backend"):
+        sample_categorical(logits, backend="cuda")

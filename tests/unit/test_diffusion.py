@@ -298,3 +298,66 @@ def test_training_loss_decreases_on_tiny_problem():
     after = eval_loss()
     assert before > 0.9  # the zero-initialised output predicts eps = 0: loss E[eps^2] = 1
     assert after < 0.5 * before  # ~1.0 -> ~0.3 in 60 steps
+
+
+def _old_sample_loop(model_fn, x_T, ab, timesteps, sampler, eta, generator, clip_x0, prediction):
+    """The reverse chain as sample_loop ran it before the fused step: the readable step functions one by one on a
+    model_fn that returns the guided (already combined) output, noise torch.randn(x.shape) per stochastic step."""
+    x, x0_before, h_before = x_T, None, None
+    for i, t in enumerate(timesteps):
+        a_t = ab[t]
+        a_prev = ab[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.ones_like(a_t)
+        out = model_fn(x, t.expand(x.shape[0]))
+        if sampler == "dpm++2m":
+            x0, _ = x0_and_eps(x, out, a_t, prediction, clip_x0)
+            final = i + 2 >= len(timesteps)
+            x, h_before = dpmpp_2m_step(x, x0, None if final else x0_before, a_t, a_prev, h_before)
+            x0_before = x0
+            continue
+        stochastic = i + 1 < len(timesteps) and (sampler == "ddpm" or eta > 0)
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype) if stochastic else None
+        if sampler == "ddim":
+            x = ddim_step(x, out, a_t, a_prev, eta, noise, clip_x0, prediction)
+        else:
+            x = ddpm_step(x, out, a_t, a_prev, noise, clip_x0, prediction)
+    return x
+
+
+@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 0.6), ("ddpm", 0.0), ("dpm++2m", 0.0)])
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+@pytest.mark.parametrize("clip_x0", [False, True])
+@pytest.mark.parametrize("guidance", [1.0, 2.5])
+def test_fused_sample_loop_matches_the_step_functions(sampler, eta, prediction, clip_x0, guidance):
+    """sample (its fused steps, PyTorch reference on CPU, CFG combined inside the step) = the old composition of
+    cfg_combine and ddim_step / ddpm_step / dpmpp_2m_step, same generator stream, up to float rounding."""
+    model = _gaussian_family(num_classes=3, prediction=prediction)
+    y = torch.tensor([0, 1, 2, 1, 0, 2, 2, 1])
+    x_T = 2 * torch.randn(8, 1, generator=torch.Generator().manual_seed(0))
+    new = model.sample(
+        8, cond=y, x_T=x_T, steps=15, sampler=sampler, eta=eta, guidance=guidance, clip_x0=clip_x0,
+        generator=torch.Generator().manual_seed(1),
+    )  # fmt: skip
+    old = _old_sample_loop(
+        lambda x, t: model.guided(x, t, y, guidance), x_T, model.schedule.alphas_cumprod,
+        ddim_timesteps(1000, 15), sampler, eta, torch.Generator().manual_seed(1), clip_x0, prediction,
+    )  # fmt: skip
+    torch.testing.assert_close(new, old, rtol=2e-5, atol=1e-5)
+
+
+def test_fused_sample_loop_matches_on_a_unet():
+    """The same on images: a random class-conditional UNet, (3, 1, 8, 8), ancestral DDPM with guidance."""
+    torch.manual_seed(0)
+    model = Diffusion(UNet(1, base_channels=8, num_classes=10), (1, 8, 8), num_classes=10, prediction="v")
+    for p in model.parameters():  # a non-trivial net (its output layer starts at zero)
+        nn.init.normal_(p, std=0.05)
+    model.eval()
+    y = torch.tensor([1, 2, 3])
+    x_T = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    kw = {"sampler": "ddpm", "eta": 0.0, "clip_x0": True}
+    new = model.sample(3, cond=y, x_T=x_T, steps=8, guidance=2.0, generator=torch.Generator().manual_seed(5), **kw)
+    with torch.no_grad():
+        old = _old_sample_loop(
+            lambda x, t: model.guided(x, t, y, 2.0), x_T, model.schedule.alphas_cumprod, ddim_timesteps(1000, 8),
+            generator=torch.Generator().manual_seed(5), prediction="v", **kw,
+        )  # fmt: skip
+    torch.testing.assert_close(new, old, rtol=2e-5, atol=1e-5)
