@@ -9,6 +9,9 @@ peer: `gymnasium.vector.SyncVectorEnv` of N real LunarLander-v3 envs (Box2D phys
 the usual way to vectorise on one CPU) under the same random actions, with its autoreset. Both on the CPU with the
 threads the harness has; 200 vector steps after 20 warm-up steps, median of 3. ratio = peer time / our time for
 the same number of steps (= our steps/s over the real env's).
+compiled: the same dream with --dream.compile, the ensemble, reward and termination nets as one `torch.compile`
+graph (`WorldModel.compile_transition`; compiled during the warm-up, not timed): the issue's "one compiled graph"
+option for the batched ensemble step, measured beside the eager step in the same run.
 """
 
 from __future__ import annotations
@@ -28,17 +31,17 @@ BATCHES = (64, 512)  # the LunarLander preset's dream batch, and a larger one
 
 
 def run() -> list[dict]:
-    return [_row(n) for n in BATCHES]
+    return [_row(n, compiled) for n in BATCHES for compiled in (False, True)]
 
 
-def _row(N_ENVS: int) -> dict:
+def _row(N_ENVS: int, compiled: bool = False) -> dict:
     env = make_env(ENV)
     spec = spec_of(env, ENV)
     data = collect(env, 2000, seed=0)
     model = WorldModel(spec, ModelConfig())
     x, y, _ = model.tensors(data)
     model.set_normalizer(x, y)
-    dream = DreamVecEnv(model.eval(), data.obs, DreamConfig(n_envs=N_ENVS, horizon=1000), seed=0)
+    dream = DreamVecEnv(model.eval(), data.obs, DreamConfig(n_envs=N_ENVS, horizon=1000, compile=compiled), seed=0)
     dream.reset()
     rng = np.random.default_rng(0)
     actions = rng.integers(spec.n_actions, size=(STEPS, N_ENVS))
@@ -61,9 +64,10 @@ def _row(N_ENVS: int) -> dict:
     real.close()
     n = N_ENVS * STEPS
     return {
-        "name": f"worlds: DreamVecEnv steps/s ({ENV}, {N_ENVS} envs)",
+        "name": f"worlds: DreamVecEnv{' compiled' if compiled else ''} steps/s ({ENV}, {N_ENVS} envs)",
         "sizes": (
-            f"{N_ENVS} envs x {STEPS} steps, random actions; model 5 x (200, 200, 200) SiLU ensemble; "
+            f"{N_ENVS} envs x {STEPS} steps, random actions; model 5 x (200, 200, 200) SiLU ensemble"
+            f"{', one torch.compile graph (--dream.compile)' if compiled else ', eager'}; "
             f"ours {n / t_ours:,.0f} steps/s, real {n / t_peer:,.0f} steps/s, CPU"
         ),
         "ours_s": t_ours,

@@ -62,6 +62,10 @@ class DreamConfig:
     start: str = "real"
     """Where dream episodes start: 'real' = any observed real state, 'reset' = observed first states of real
     episodes."""
+    compile: bool = False
+    """Step the dream through one compiled graph of the ensemble and the reward and termination nets
+    (torch.compile; CUDA graphs on a GPU). Costs seconds to compile; pays off for large --dream.n-envs
+    (benchmarks/worlds.py measures both)."""
 
     def __post_init__(self):
         if self.n_envs < 1 or self.horizon < 1:

@@ -69,6 +69,7 @@ class WorldModel(nn.Module):
         self.objectives = self.ensemble.objectives
         self.reward_fn = load_function(cfg.reward_fn)
         self.done_fn = load_function(cfg.done_fn)
+        self._transition = self.transition  # or its compiled graph: compile_transition()
 
     # the family contract, delegated (so shared.training.fit trains a WorldModel directly)
     def objective_parameters(self, name: str) -> list[nn.Parameter]:
@@ -128,14 +129,36 @@ class WorldModel(nn.Module):
         """obs (B, d), raw actions (B,) or (B, k) -> next_obs (B, d), reward (B,), p_terminated (B,),
         disagreement (B,) (sd across members of the normalised predictions)."""
         a = encode_actions(self.spec, action)
-        y, _, spread = self.ensemble.sample(torch.cat([obs, a], dim=1), generator=generator, temperature=temperature)
-        nxt = obs + y
-        reward, p_done = self.reward(obs, a, nxt), torch.sigmoid(self.done_logits(nxt))
+        b = obs.shape[0]
+        # the draws of GaussianEnsemble.sample, in its order: a member per row, then the noise
+        members = torch.randint(self.cfg.members, (b,), generator=generator, device=obs.device)
+        eps = torch.randn((b, self.spec.obs_dim), generator=generator, device=obs.device)
+        nxt, reward, p_done, spread = self._transition(obs, a, members, eps, float(temperature))
         if self.reward_fn is not None:
             reward = self.reward_fn(obs, action, nxt).float()
         if self.done_fn is not None:
             p_done = self.done_fn(obs, action, nxt).float()
         return nxt, reward, p_done, spread
+
+    def transition(
+        self, obs: torch.Tensor, a_enc: torch.Tensor, members: torch.Tensor, eps: torch.Tensor, temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The whole batched transition with its randomness passed in, a pure function of tensors: obs (B, d),
+        encoded actions (B, k), members (B,) int64, eps (B, d) -> next_obs, reward, p_terminated, disagreement.
+        All members, the reward net and the termination net: what `compile_transition` makes one graph."""
+        y, _, spread = self.ensemble.sample_given(torch.cat([obs, a_enc], dim=1), members, eps, temperature)
+        nxt = obs + y
+        return nxt, self.reward(obs, a_enc, nxt), torch.sigmoid(self.done_logits(nxt)), spread
+
+    def compile_transition(self, enabled: bool = True) -> None:
+        """Run `step` through `torch.compile(transition)` (one fused graph for the ensemble and the heads; with
+        CUDA graphs on a GPU, "reduce-overhead") or eagerly. Compiling costs seconds once per batch size; it pays
+        off for large dream batches (measured in benchmarks/worlds.py)."""
+        if not enabled:
+            self._transition = self.transition
+            return
+        mode = "reduce-overhead" if next(self.parameters()).is_cuda else None
+        self._transition = torch.compile(self.transition, dynamic=False, mode=mode)
 
     @torch.no_grad()
     def mean_step(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -101,13 +101,20 @@ class GaussianEnsemble(nn.Module):
         probabilities, and disagreement (B,): the sd across members of the normalised means, averaged over y's
         dimensions (0 when the members agree). `members` (B,) int64 fixes the member per row.
         """
-        mu, logvar, logits = self._heads(x)  # (E, B, .)
         b = x.shape[-2]
         if members is None:
             members = torch.randint(self.members, (b,), generator=generator, device=x.device)
-        rows = torch.arange(b, device=x.device)
+        eps = torch.randn((b, self.y_dim), generator=generator, device=x.device, dtype=self.y_mean.dtype)
+        return self.sample_given(x, members, eps, temperature)
+
+    def sample_given(
+        self, x: torch.Tensor, members: torch.Tensor, eps: torch.Tensor, temperature: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`sample` with its randomness passed in: members (B,) int64, eps (B, y_dim) standard normal. A pure
+        function of tensors, so it can be compiled into one graph (`torch.compile`) with the nets."""
+        mu, logvar, logits = self._heads(x)  # (E, B, .)
+        rows = torch.arange(x.shape[-2], device=x.device)
         m, lv = mu[members, rows], logvar[members, rows]  # (B, y_dim)
-        eps = torch.randn(m.shape, generator=generator, device=x.device, dtype=m.dtype)
         y = (m + temperature * (0.5 * lv).exp() * eps) * self.y_std + self.y_mean
-        spread = mu.std(dim=0, unbiased=False).mean(dim=-1) if self.members > 1 else mu.new_zeros(b)
+        spread = mu.std(dim=0, unbiased=False).mean(dim=-1) if self.members > 1 else mu.new_zeros(x.shape[-2])
         return y, torch.sigmoid(logits).mean(dim=0), spread

@@ -52,9 +52,25 @@ def resolve(backend: str, *tensors: torch.Tensor) -> str:
 
 
 def seed_from(generator: torch.Generator | None) -> int:
-    """A 62-bit Philox seed drawn from `generator` (or torch's global stream): seeded callers stay deterministic."""
+    """A 62-bit Philox seed drawn from `generator` (or torch's global CPU stream): seeded callers stay deterministic.
+
+    A CUDA generator is not sampled on the device (reading the draw back would synchronise the GPU on every
+    kernel launch): the key is mixed on the host from its seed and Philox offset, and the offset is advanced by 4
+    (one counter block), so the next call, or the next torch draw, gets fresh numbers."""
+    if generator is not None and generator.device.type == "cuda":
+        offset = generator.get_offset()
+        generator.set_offset(offset + 4)
+        return _splitmix64(generator.initial_seed() ^ _splitmix64(offset)) >> 2
     device = generator.device if generator is not None else "cpu"
     return int(torch.randint(0, 2**62, (), generator=generator, device=device))
+
+
+def _splitmix64(x: int) -> int:
+    """SplitMix64's finaliser (Steele et al. 2014): a bijective mix of a 64-bit integer."""
+    x = (x + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return x ^ (x >> 31)
 
 
 def next_power_of_2(n: int) -> int:

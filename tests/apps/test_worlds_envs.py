@@ -89,6 +89,23 @@ def test_dream_vec_env_contract(linear_model):
     np.testing.assert_array_equal(a, venv.reset())
 
 
+def test_compiled_dream_steps_like_the_eager_one(linear_model):
+    """--dream.compile runs the same transition as one torch.compile graph: same draws, same states."""
+    model, _ = linear_model
+    starts = _linear_data(50, 2).obs
+    actions = np.random.default_rng(0).uniform(-1, 1, (8, 6, 1)).astype(np.float32)
+    runs = []
+    try:
+        for compiled in (False, True):
+            venv = DreamVecEnv(model, starts, DreamConfig(n_envs=6, horizon=50, compile=compiled), seed=0)
+            obs = [venv.reset()] + [venv.step(a)[0] for a in actions]
+            runs.append(np.stack(obs))
+        assert model._transition is not model.transition  # the compiled graph ran
+    finally:
+        model.compile_transition(False)
+    np.testing.assert_allclose(runs[1], runs[0], rtol=1e-4, atol=1e-5)
+
+
 def test_dream_terminates_where_the_real_env_does():
     torch.set_num_threads(1)
     env = make_env("CartPole-v1")

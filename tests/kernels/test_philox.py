@@ -58,3 +58,11 @@ def test_seed_from_generator_is_deterministic():
     a = backend.seed_from(torch.Generator().manual_seed(3))
     b = backend.seed_from(torch.Generator().manual_seed(3))
     assert a == b and 0 <= a < 2**62
+
+
+@pytest.mark.gpu
+def test_seed_from_cuda_generator_needs_no_device_draw():
+    g = torch.Generator(device="cuda").manual_seed(5)
+    a, b = backend.seed_from(g), backend.seed_from(g)
+    assert a != b and 0 <= a < 2**62
+    assert backend.seed_from(torch.Generator(device="cuda").manual_seed(5)) == a  # deterministic
