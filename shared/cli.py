@@ -66,7 +66,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str
             continue
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            inner = getattr(values, f.name) if values is not None else None
+            if values is not None:
+                inner = getattr(values, f.name)
+            else:  # the field's own default (its default_factory may differ from the nested class's defaults)
+                inner = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+                inner = f.default if inner is None and f.default is not dataclasses.MISSING else inner
             add_config_arguments(parser, tp, prefix=f"{prefix}{f.name}.", values=inner)
             continue
         if values is not None:

@@ -36,7 +36,7 @@ from apps.markets.state import (
 )
 from shared.errors import ConfigError, DataError
 from shared.generative.gan import GAN
-from shared.generative.vae import VAE, GaussianDecoder
+from shared.generative.vae import VAE, GaussianDecoder, StudentTDecoder
 from shared.nets.mlp import MLP
 from shared.runtime import seed_everything
 from shared.training import StepBatches, TrainConfig, fit
@@ -47,9 +47,10 @@ def build_family(family: str, assets: int, cfg: DeepConfig) -> torch.nn.Module:
     cond = N_PER_ASSET * (assets + 1)
     h = tuple(cfg.hidden)
     if family == "cvae":
+        decoder = StudentTDecoder if cfg.decoder == "student-t" else GaussianDecoder
         return VAE(
             MLP(assets, h[-1], h[:-1], act="silu"),
-            GaussianDecoder(MLP(cfg.latent_dim + cond, 2 * assets, h, act="silu"), assets),
+            decoder(MLP(cfg.latent_dim + cond, 2 * assets, h, act="silu"), assets),
             feature_dim=h[-1],
             latent_dim=cfg.latent_dim,
             likelihood="module",

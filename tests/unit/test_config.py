@@ -127,3 +127,5 @@ def test_a_nested_option_keeps_the_fields_own_default_factory():
     cfg = parse_config(App, ["--train.seed", "3"])
     assert (cfg.train.seed, cfg.train.steps, cfg.train.lr_schedule) == (3, 777, "cosine")
     assert parse_config(App, []).train.steps == 777
+    text = " ".join(config_parser(App, prog="p").format_help().split())
+    assert "(default: 777)" in text  # --help shows the factory's default, not TrainConfig's own
