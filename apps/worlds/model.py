@@ -129,10 +129,7 @@ class WorldModel(nn.Module):
         """obs (B, d), raw actions (B,) or (B, k) -> next_obs (B, d), reward (B,), p_terminated (B,),
         disagreement (B,) (sd across members of the normalised predictions)."""
         a = encode_actions(self.spec, action)
-        b = obs.shape[0]
-        # the draws of GaussianEnsemble.sample, in its order: a member per row, then the noise
-        members = torch.randint(self.cfg.members, (b,), generator=generator, device=obs.device)
-        eps = torch.randn((b, self.spec.obs_dim), generator=generator, device=obs.device)
+        members, eps = self.ensemble.draw_noise(obs.shape[0], obs.device, generator)  # outside any compiled graph
         nxt, reward, p_done, spread = self._transition(obs, a, members, eps, float(temperature))
         if self.reward_fn is not None:
             reward = self.reward_fn(obs, action, nxt).float()

@@ -101,11 +101,22 @@ class GaussianEnsemble(nn.Module):
         probabilities, and disagreement (B,): the sd across members of the normalised means, averaged over y's
         dimensions (0 when the members agree). `members` (B,) int64 fixes the member per row.
         """
-        b = x.shape[-2]
-        if members is None:
-            members = torch.randint(self.members, (b,), generator=generator, device=x.device)
-        eps = torch.randn((b, self.y_dim), generator=generator, device=x.device, dtype=self.y_mean.dtype)
+        members, eps = self.draw_noise(x.shape[-2], x.device, generator, members)
         return self.sample_given(x, members, eps, temperature)
+
+    def draw_noise(
+        self,
+        b: int,
+        device: torch.device,
+        generator: torch.Generator | None = None,
+        members: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The randomness of `sample` for b rows, in its order: a member per row (B,) int64 (unless given), then
+        the standard normal noise (B, y_dim)."""
+        if members is None:
+            members = torch.randint(self.members, (b,), generator=generator, device=device)
+        eps = torch.randn((b, self.y_dim), generator=generator, device=device, dtype=self.y_mean.dtype)
+        return members, eps
 
     def sample_given(
         self, x: torch.Tensor, members: torch.Tensor, eps: torch.Tensor, temperature: float = 1.0

@@ -41,6 +41,11 @@ def _check(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -
         raise ConfigError(f"temperature={temperature!r} must be a float >= 0 (0 = greedy argmax)")
     if not math.isfinite(temperature):
         raise ConfigError(f"temperature={temperature!r} must be finite")
+    check_filters(top_k, top_p)
+
+
+def check_filters(top_k: int, top_p: float) -> None:
+    """The top-k / top-p settings every sampler and `filter_logits` accept: top_k an int >= 0, top_p in (0, 1]."""
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0:
         raise ConfigError(f"top_k={top_k!r} must be an int >= 0 (0 = no top-k filter)")
     if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0:

@@ -16,14 +16,12 @@ from __future__ import annotations
 import torch
 
 from shared.errors import ConfigError
-from shared.kernels.categorical import categorical_sample
+from shared.kernels.categorical import categorical_sample, check_filters
 
-
-def _check_filters(top_k: int, top_p: float) -> None:
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0:
-        raise ConfigError(f"top_k={top_k!r} must be an int >= 0 (0 = no top-k filter)")
-    if not (0.0 < float(top_p) <= 1.0):
-        raise ConfigError(f"top_p={top_p!r} must be in (0, 1] (1 = no nucleus filter)")
+# Draw one category per row from softmax(filter(logits / temperature)): logits (..., V) -> (...) int64, with
+# (temperature, top_k, top_p, generator, backend). The fused op itself: one Triton launch on CUDA, the PyTorch
+# reference elsewhere; tokens tied at a top-k / top-p threshold are all kept.
+sample_categorical = categorical_sample
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -32,7 +30,7 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     top_k=0 and top_p=1.0 disable the filters. top-k keeps exactly min(k, V) entries (ties broken by position).
     The nucleus keeps the most likely tokens up to and including the first at which the cumulative probability
     reaches top_p, so the most likely token is always kept. Returns a new tensor; the input is not changed."""
-    _check_filters(top_k, top_p)
+    check_filters(top_k, top_p)
     if logits.dim() == 0:
         raise ConfigError("logits must have a last dimension of categories, shape (..., V)")
     n_cat = logits.shape[-1]
@@ -50,20 +48,3 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         out = out.masked_fill(drop, float("-inf"))
     return out if out is not logits else logits.clone()
-
-
-def sample_categorical(
-    logits: torch.Tensor,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    generator: torch.Generator | None = None,
-    backend: str = "auto",
-) -> torch.Tensor:
-    """Draw one category per row from softmax(filter(logits / temperature)). logits (..., V) -> (...) int64.
-
-    temperature 0 returns argmax (greedy); the draw is exact in distribution, computed in float32, and
-    deterministic given a `generator` (on the logits' device); without one it uses torch's global RNG. Tokens tied
-    at the top-k or top-p threshold are all kept. `backend` picks the fused Triton kernel or the PyTorch reference
-    ("auto": the kernel on CUDA; see `shared.kernels.backend`)."""
-    return categorical_sample(logits, temperature, top_k, top_p, generator=generator, backend=backend)
