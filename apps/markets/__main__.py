@@ -27,7 +27,7 @@ from apps.markets.baselines import rolling_var_es
 from apps.markets.classical import make_classical
 from apps.markets.config import DEEP, BacktestConfig, MarketsConfig
 from apps.markets.data import align, load_prices, log_returns
-from apps.markets.deep import DeepGenerator
+from apps.markets.deep import DeepEnsemble, DeepGenerator
 from shared.atomic import atomic_path, atomic_write_json
 from shared.cli import parse_config, run_main, split_command
 from shared.errors import ConfigError, DataError
@@ -287,14 +287,15 @@ def backtest(cfg: BacktestConfig) -> dict:
 
 
 def deep_rolling(cfg: BacktestConfig, name: str, r: pd.DataFrame, w: np.ndarray, run: RunDir):
-    """Out-of-sample 1-day VaR/ES of a deep generator: retrained on all days before each block of
-    `deep_refit_every` days (the first block starts after `window` days), its state updated daily."""
+    """Out-of-sample 1-day VaR/ES of a deep generator: an ensemble of `cfg.ensemble` retrained on all days before
+    each block of `deep_refit_every` days (the first block starts after `window` days), its state updated daily."""
     x = r.to_numpy()
     var, es = [], []
     blocks = list(range(cfg.window, len(x), cfg.deep_refit_every))
     for b, t0 in enumerate(tqdm(blocks, desc=f"{name} refits", file=sys.stderr)):
         t1 = min(t0 + cfg.deep_refit_every, len(x))
-        g = DeepGenerator(name, cfg.deep, cfg.train, run_dir=run.sub(f"train-{name}-{b}")).fit(x[:t0])
+        dirs = [run.sub(f"train-{name}-{b}-{i}") for i in range(cfg.ensemble)]  # member i's checkpoints
+        g = DeepEnsemble.fit(name, cfg.deep, cfg.train, x[:t0], cfg.ensemble, run_dirs=dirs)
         v, e = ev.deep_one_day(g, x[:t1], t0, w, cfg.alpha, cfg.samples, seed=cfg.seed + b)
         var.append(v)
         es.append(e)

@@ -8,10 +8,10 @@ import torch
 
 from apps.markets import evaluate as ev
 from apps.markets.config import DeepConfig
-from apps.markets.deep import DeepGenerator
+from apps.markets.deep import DeepEnsemble, DeepGenerator
 from apps.markets.memorisation import memorisation, nn_distances, windows
 from apps.markets.state import KAPPA, LAMBDA_FAST, LAMBDA_SLOW, WARMUP, filter_states, raw_features
-from shared.errors import CheckpointError, DataError
+from shared.errors import CheckpointError, ConfigError, DataError
 from shared.training import TrainConfig
 
 
@@ -89,6 +89,24 @@ def test_one_day_draws_follow_the_real_state(fitted):
     finally:
         fitted.cfg.forecast_mean = "constant"
     assert raw.mean(axis=1).std(axis=0).min() > 1e-3
+
+
+def test_ensemble_pools_its_members_draws(fitted):
+    """One member is the single generator, draw for draw; K members split the draws (member i with seed
+    seed * K + i) and their pool is the concatenation; the members are trained from seeds seed, seed + 1."""
+    r = _returns(seed=2)
+    np.testing.assert_array_equal(
+        DeepEnsemble([fitted]).one_day(r, 600, n_samples=40, seed=3), fitted.one_day(r, 600, n_samples=40, seed=3)
+    )
+    train = TrainConfig(steps=20, batch_size=64, lr=1e-3, progress=False, checkpoint_every=1000)
+    ens = DeepEnsemble.fit("cvae", DeepConfig(hidden=(16,), latent_dim=2), train, _returns(), size=2)
+    assert [m.train_cfg.seed for m in ens.members] == [0, 1]
+    pooled = ens.one_day(r, 650, n_samples=7, seed=1)
+    assert pooled.shape == (50, 7, 3)
+    np.testing.assert_array_equal(pooled[:, :4], ens.members[0].one_day(r, 650, n_samples=4, seed=2))
+    np.testing.assert_array_equal(pooled[:, 4:], ens.members[1].one_day(r, 650, n_samples=3, seed=3))
+    with pytest.raises(ConfigError, match="ensemble"):
+        DeepEnsemble.fit("cvae", DeepConfig(), train, _returns(), size=0)
 
 
 def test_save_load_round_trip(fitted, tmp_path):
