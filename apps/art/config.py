@@ -71,6 +71,8 @@ class DiffusionConfig:
     prediction: str = "v"
     """What the UNet predicts: v (velocity, Salimans & Ho 2022: keeps the global layout right with short training
     and few sampling steps) or eps (the noise, as DDPM)."""
+    snr_gamma: float = 0.0
+    """Min-SNR-gamma loss weighting (Hang et al. 2023; 5 is usual): 0 = the simple loss."""
     schedule: str = "cosine"
     """Noise schedule: cosine or linear."""
     timesteps: int = 1000

@@ -51,7 +51,7 @@ def build_model(kind: str, cfg: ArtConfig, num_classes: int) -> nn.Module:
         )
         return Diffusion(
             net, (3, s, s), schedule=d.schedule, timesteps=d.timesteps, num_classes=num_classes,
-            cond_drop_prob=d.cond_drop, prediction=d.prediction,
+            cond_drop_prob=d.cond_drop, prediction=d.prediction, snr_gamma=d.snr_gamma,
         )  # fmt: skip
     if kind == "vae":
         v = cfg.vae

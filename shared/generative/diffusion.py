@@ -91,6 +91,12 @@ class Diffusion(nn.Module):
         prediction: what the net predicts: "eps", the noise (Ho et al. 2020), or "v" = sqrt(a) eps - sqrt(1 - a) x0
             (Salimans & Ho 2022), better conditioned at high noise and for few-step samplers
             (see shared.sampling.diffusion).
+        snr_gamma: 0 for the simple loss (every t weighted alike in the net's own target); > 0 for Min-SNR-gamma
+            weighting (Hang et al. 2023, "Efficient diffusion training via Min-SNR weighting strategy"): each
+            example's loss is scaled so that, read as a loss on x0, its weight is min(SNR_t, gamma). Low-noise
+            steps (SNR_t >> gamma), easy and in conflict with the rest, stop dominating the gradient; gamma = 5 is
+            the paper's choice. The weight on the net's target is min(SNR, gamma) / SNR for eps and
+            min(SNR, gamma) / (SNR + 1) for v, with SNR_t = abar_t / (1 - abar_t).
     """
 
     objectives = {"loss": 1}
@@ -104,9 +110,13 @@ class Diffusion(nn.Module):
         num_classes: int = 0,
         cond_drop_prob: float = 0.1,
         prediction: str = "eps",
+        snr_gamma: float = 0.0,
     ) -> None:
         super().__init__()
         self.prediction = check_prediction(prediction)
+        if not snr_gamma >= 0:
+            raise ConfigError(f"snr_gamma={snr_gamma} must be >= 0 (0 = the simple loss; 5 is Min-SNR's usual gamma)")
+        self.snr_gamma = float(snr_gamma)
         if not 0.0 <= cond_drop_prob <= 1.0:
             raise ConfigError(f"cond_drop_prob={cond_drop_prob} must be in [0, 1]; 0.1 is usual")
         if num_classes < 0:
@@ -145,13 +155,27 @@ class Diffusion(nn.Module):
                 y = torch.where(drop, null, batch[1].long())
             else:
                 y = null
+        abar = self.schedule.alphas_cumprod[t]  # (B,)
         if self.prediction == "eps":
             target = noise
         else:
-            target = v_target(x0, noise, self.schedule.alphas_cumprod[t].view(-1, *([1] * (x0.dim() - 1))))
-        loss = F.mse_loss(self.net(x_t, t, y), target)
-        self.stats = {"mse": loss.detach()}
+            target = v_target(x0, noise, abar.view(-1, *([1] * (x0.dim() - 1))))
+        if not self.snr_gamma:
+            loss = F.mse_loss(self.net(x_t, t, y), target)
+            self.stats = {"mse": loss.detach()}
+            return loss
+        per_example = (self.net(x_t, t, y) - target).pow(2).flatten(1).mean(dim=1)  # (B,)
+        loss = (self.loss_weights(abar) * per_example).mean()
+        self.stats = {"mse": per_example.detach().mean(), "weighted": loss.detach()}
         return loss
+
+    def loss_weights(self, abar: torch.Tensor) -> torch.Tensor:
+        """Min-SNR-gamma weights (B,) on the net's own target for examples at abar_t (B,); ones when snr_gamma = 0."""
+        if not self.snr_gamma:
+            return torch.ones_like(abar)
+        snr = abar / (1.0 - abar).clamp_min(1e-20)
+        clipped = snr.clamp(max=self.snr_gamma)
+        return clipped / snr.clamp_min(1e-20) if self.prediction == "eps" else clipped / (snr + 1.0)
 
     # ---- sampling -------------------------------------------------------------------------------------------
 

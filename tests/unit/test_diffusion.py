@@ -174,6 +174,39 @@ def test_v_objective_is_zero_for_the_exact_velocity():
     assert float(model((net.x0,))) < 1e-8
 
 
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_min_snr_weighting_is_min_snr_gamma_times_the_x0_error(prediction):
+    """Min-SNR-gamma (Hang et al. 2023): the weighted loss on eps or v equals the batch mean of
+    min(SNR_t, gamma) ||x0_hat - x0||^2 / D with x0_hat read off the net's output; gamma = 0 is the simple loss."""
+
+    class Fixed(nn.Module):  # an imperfect net: its output does not depend on the input
+        def forward(self, x, t, y):
+            return torch.linspace(-1, 1, x.shape[0] * 3).view(x.shape) * 0.3
+
+    x0 = torch.randn(256, 3)
+    gamma = 5.0
+    model = Diffusion(Fixed(), (3,), prediction=prediction, snr_gamma=gamma)
+    torch.manual_seed(0)
+    loss = model((x0,))
+    torch.manual_seed(0)  # the same t and noise as forward drew
+    t = torch.randint(0, model.schedule.timesteps, (256,))
+    noise = torch.randn_like(x0)
+    a = model.schedule.alphas_cumprod[t].view(-1, 1)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    x0_hat, _ = x0_and_eps(x_t, Fixed()(x_t, t, None), a, prediction)
+    snr = (a / (1 - a)).view(-1)
+    expected = (snr.clamp(max=gamma) * (x0_hat - x0).pow(2).mean(dim=1)).mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-6)
+    plain = Diffusion(Fixed(), (3,), prediction=prediction)
+    torch.manual_seed(0)
+    simple = plain((x0,))
+    torch.manual_seed(0)
+    assert torch.equal(simple, Diffusion(Fixed(), (3,), prediction=prediction, snr_gamma=0.0)((x0,)))
+    assert not torch.allclose(simple, loss)
+    with pytest.raises(ConfigError, match="snr_gamma"):
+        Diffusion(Fixed(), (3,), snr_gamma=-1.0)
+
+
 @pytest.mark.parametrize(
     "kwargs,std_tol",
     [
