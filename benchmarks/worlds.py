@@ -12,6 +12,8 @@ the same number of steps (= our steps/s over the real env's).
 compiled: the same dream with --dream.compile, the ensemble, reward and termination nets as one `torch.compile`
 graph (`WorldModel.compile_transition`; compiled during the warm-up, not timed): the issue's "one compiled graph"
 option for the batched ensemble step, measured beside the eager step in the same run.
+bf16: the compiled dream with --dream.precision bfloat16 (the nets under bf16 autocast, the state float32), which
+uses the CPU's AMX matrix units where it has them.
 """
 
 from __future__ import annotations
@@ -30,18 +32,22 @@ ENV, STEPS = "LunarLander-v3", 200
 BATCHES = (64, 512)  # the LunarLander preset's dream batch, and a larger one
 
 
+VARIANTS = ((False, "float32"), (True, "float32"), (True, "bfloat16"))  # (--dream.compile, --dream.precision)
+
+
 def run() -> list[dict]:
-    return [_row(n, compiled) for n in BATCHES for compiled in (False, True)]
+    return [_row(n, compiled, precision) for n in BATCHES for compiled, precision in VARIANTS]
 
 
-def _row(N_ENVS: int, compiled: bool = False) -> dict:
+def _row(N_ENVS: int, compiled: bool = False, precision: str = "float32") -> dict:
     env = make_env(ENV)
     spec = spec_of(env, ENV)
     data = collect(env, 2000, seed=0)
     model = WorldModel(spec, ModelConfig())
     x, y, _ = model.tensors(data)
     model.set_normalizer(x, y)
-    dream = DreamVecEnv(model.eval(), data.obs, DreamConfig(n_envs=N_ENVS, horizon=1000, compile=compiled), seed=0)
+    cfg = DreamConfig(n_envs=N_ENVS, horizon=1000, compile=compiled, precision=precision)
+    dream = DreamVecEnv(model.eval(), data.obs, cfg, seed=0)
     dream.reset()
     rng = np.random.default_rng(0)
     actions = rng.integers(spec.n_actions, size=(STEPS, N_ENVS))
@@ -63,11 +69,14 @@ def _row(N_ENVS: int, compiled: bool = False) -> dict:
     t_ours, t_peer = median_time(ours, repeats=3, warmup=0), median_time(peer, repeats=3, warmup=0)
     real.close()
     n = N_ENVS * STEPS
+    bf16 = precision == "bfloat16"
     return {
-        "name": f"worlds: DreamVecEnv{' compiled' if compiled else ''} steps/s ({ENV}, {N_ENVS} envs)",
+        "name": f"worlds: DreamVecEnv{' compiled' if compiled else ''}{' bf16' if bf16 else ''} steps/s ({ENV}, "
+        f"{N_ENVS} envs)",
         "sizes": (
             f"{N_ENVS} envs x {STEPS} steps, random actions; model 5 x (200, 200, 200) SiLU ensemble"
-            f"{', one torch.compile graph (--dream.compile)' if compiled else ', eager'}; "
+            f"{', one torch.compile graph (--dream.compile)' if compiled else ', eager'}"
+            f"{', bf16 autocast (--dream.precision bfloat16)' if bf16 else ''}; "
             f"ours {n / t_ours:,.0f} steps/s, real {n / t_peer:,.0f} steps/s, CPU"
         ),
         "ours_s": t_ours,

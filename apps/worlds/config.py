@@ -15,6 +15,7 @@ from shared.errors import ConfigError
 from shared.training import TrainConfig
 
 ALGOS = ("auto", "ppo", "sac", "dqn")
+PRECISIONS = ("float32", "bfloat16")  # of the dream transition's nets
 
 
 @dataclass
@@ -66,6 +67,9 @@ class DreamConfig:
     """Step the dream through one compiled graph of the ensemble and the reward and termination nets
     (torch.compile; CUDA graphs on a GPU). Costs seconds to compile; pays off for large --dream.n-envs
     (benchmarks/worlds.py measures both)."""
+    precision: str = "float32"
+    """float32, or bfloat16: the dream's nets under bf16 autocast (faster where there are bf16 matrix units:
+    AMX CPUs, GPUs); the state and its update stay float32."""
 
     def __post_init__(self):
         if self.n_envs < 1 or self.horizon < 1:
@@ -76,6 +80,8 @@ class DreamConfig:
             raise ConfigError(f"--dream.done-threshold={self.done_threshold} must be in (0, 1)")
         if self.termination not in ("sample", "threshold"):
             raise ConfigError(f"--dream.termination must be sample or threshold, got {self.termination!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--dream.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.start not in ("real", "reset"):
             raise ConfigError(f"--dream.start must be real or reset, got {self.start!r}")
 

@@ -45,7 +45,7 @@ class DreamCore:
                 f"dream start states must be a non-empty (M, {model.spec.obs_dim}) array, got shape {starts.shape}"
             )
         self.model, self.cfg = model.eval(), cfg
-        model.compile_transition(cfg.compile)
+        model.compile_transition(cfg.compile, cfg.precision)
         self.device = next(model.parameters()).device
         self.spec = model.spec
         self.starts = torch.as_tensor(starts, device=self.device)

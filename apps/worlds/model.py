@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from apps.worlds.config import ModelConfig
+from apps.worlds.config import PRECISIONS, ModelConfig
 from apps.worlds.data import Transitions
 from apps.worlds.spaces import EnvSpec, encode_actions
 from shared.atomic import atomic_path, atomic_write_json
@@ -147,15 +147,29 @@ class WorldModel(nn.Module):
         nxt = obs + y
         return nxt, self.reward(obs, a_enc, nxt), torch.sigmoid(self.done_logits(nxt)), spread
 
-    def compile_transition(self, enabled: bool = True) -> None:
+    def compile_transition(self, enabled: bool = True, precision: str = "float32") -> None:
         """Run `step` through `torch.compile(transition)` (one fused graph for the ensemble and the heads; with
         CUDA graphs on a GPU, "reduce-overhead") or eagerly. Compiling costs seconds once per batch size; it pays
-        off for large dream batches (measured in benchmarks/worlds.py)."""
+        off for large dream batches (measured in benchmarks/worlds.py). precision="bfloat16" runs the nets under
+        bf16 autocast (matrix units: AMX on recent x86 CPUs, tensor cores on GPUs); the state and its update
+        obs + delta stay float32, so rounding does not pile up along a dream."""
+        if precision not in PRECISIONS:
+            raise ConfigError(f"--dream.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        fn = self.transition if precision == "float32" else self._bf16_transition
         if not enabled:
-            self._transition = self.transition
+            self._transition = fn
             return
         mode = "reduce-overhead" if next(self.parameters()).is_cuda else None
-        self._transition = torch.compile(self.transition, dynamic=False, mode=mode)
+        self._transition = torch.compile(fn, dynamic=False, mode=mode)
+
+    def _bf16_transition(self, obs, a_enc, members, eps, temperature):
+        """`transition` with the nets under bf16 autocast; float32 out, and the state update in float32."""
+        with torch.autocast(obs.device.type, dtype=torch.bfloat16):
+            y, _, spread = self.ensemble.sample_given(torch.cat([obs, a_enc], dim=1), members, eps, temperature)
+        nxt = obs + y.float()
+        with torch.autocast(obs.device.type, dtype=torch.bfloat16):
+            reward, logits = self.reward(obs, a_enc, nxt), self.done_logits(nxt)
+        return nxt, reward.float(), torch.sigmoid(logits.float()), spread.float()
 
     @torch.no_grad()
     def mean_step(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -106,6 +106,35 @@ def test_compiled_dream_steps_like_the_eager_one(linear_model):
     np.testing.assert_allclose(runs[1], runs[0], rtol=1e-4, atol=1e-5)
 
 
+def test_bf16_dream_stays_close_to_the_float32_one(linear_model):
+    """--dream.precision bfloat16 (eager and compiled): the nets run under bf16 autocast, the state and what the
+    env returns stay float32, and a short dream from the same seed stays within bf16 rounding of float32's."""
+    model, _ = linear_model
+    starts = _linear_data(50, 2).obs
+    actions = np.random.default_rng(0).uniform(-1, 1, (8, 6, 1)).astype(np.float32)
+    runs = []
+    try:
+        for compiled, precision in ((False, "float32"), (False, "bfloat16"), (True, "bfloat16")):
+            cfg = DreamConfig(n_envs=6, horizon=50, compile=compiled, precision=precision)
+            venv = DreamVecEnv(model, starts, cfg, seed=0)
+            obs, rews = [venv.reset()], []
+            for a in actions:
+                o, r, _, _ = venv.step(a)
+                obs.append(o)
+                rews.append(r)
+            assert obs[-1].dtype == np.float32 and rews[-1].dtype == np.float32
+            runs.append((np.stack(obs), np.stack(rews)))
+    finally:
+        model.compile_transition(False)
+    scale = np.abs(runs[0][0]).mean()
+    for obs, rew in runs[1:]:
+        assert not np.array_equal(obs, runs[0][0])  # bf16 did run
+        assert np.abs(obs - runs[0][0]).max() < 0.03 * scale
+        assert np.abs(rew - runs[0][1]).max() < 0.03 * np.abs(runs[0][1]).mean()
+    with pytest.raises(ConfigError, match="precision"):
+        DreamConfig(precision="float16")
+
+
 def test_dream_terminates_where_the_real_env_does():
     torch.set_num_threads(1)
     env = make_env("CartPole-v1")
