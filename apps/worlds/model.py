@@ -17,6 +17,8 @@ File: <name>.safetensors (weights and normaliser buffers) + <name>.json (env spe
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import json
 from collections.abc import Callable
@@ -69,7 +71,7 @@ class WorldModel(nn.Module):
         self.objectives = self.ensemble.objectives
         self.reward_fn = load_function(cfg.reward_fn)
         self.done_fn = load_function(cfg.done_fn)
-        self._transition = self.transition  # or its compiled graph: compile_transition()
+        self._transition = self.transition  # or its bf16 / compiled form: compile_transition()
 
     # the family contract, delegated (so shared.training.fit trains a WorldModel directly)
     def objective_parameters(self, name: str) -> list[nn.Parameter]:
@@ -138,14 +140,25 @@ class WorldModel(nn.Module):
         return nxt, reward, p_done, spread
 
     def transition(
-        self, obs: torch.Tensor, a_enc: torch.Tensor, members: torch.Tensor, eps: torch.Tensor, temperature: float
+        self,
+        obs: torch.Tensor,
+        a_enc: torch.Tensor,
+        members: torch.Tensor,
+        eps: torch.Tensor,
+        temperature: float,
+        bf16: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The whole batched transition with its randomness passed in, a pure function of tensors: obs (B, d),
         encoded actions (B, k), members (B,) int64, eps (B, d) -> next_obs, reward, p_terminated, disagreement.
-        All members, the reward net and the termination net: what `compile_transition` makes one graph."""
-        y, _, spread = self.ensemble.sample_given(torch.cat([obs, a_enc], dim=1), members, eps, temperature)
-        nxt = obs + y
-        return nxt, self.reward(obs, a_enc, nxt), torch.sigmoid(self.done_logits(nxt)), spread
+        All members, the reward net and the termination net: what `compile_transition` makes one graph. With
+        bf16 the nets run under bf16 autocast; the state update obs + delta and the outputs stay float32."""
+        nets = torch.autocast(obs.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with nets:
+            y, _, spread = self.ensemble.sample_given(torch.cat([obs, a_enc], dim=1), members, eps, temperature)
+        nxt = obs + y.float()
+        with nets:
+            reward, logits = self.reward(obs, a_enc, nxt), self.done_logits(nxt)
+        return nxt, reward.float(), torch.sigmoid(logits.float()), spread.float()
 
     def compile_transition(self, enabled: bool = True, precision: str = "float32") -> None:
         """Run `step` through `torch.compile(transition)` (one fused graph for the ensemble and the heads; with
@@ -155,21 +168,12 @@ class WorldModel(nn.Module):
         obs + delta stay float32, so rounding does not pile up along a dream."""
         if precision not in PRECISIONS:
             raise ConfigError(f"--dream.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        fn = self.transition if precision == "float32" else self._bf16_transition
+        fn = functools.partial(self.transition, bf16=precision == "bfloat16")
         if not enabled:
             self._transition = fn
             return
         mode = "reduce-overhead" if next(self.parameters()).is_cuda else None
         self._transition = torch.compile(fn, dynamic=False, mode=mode)
-
-    def _bf16_transition(self, obs, a_enc, members, eps, temperature):
-        """`transition` with the nets under bf16 autocast; float32 out, and the state update in float32."""
-        with torch.autocast(obs.device.type, dtype=torch.bfloat16):
-            y, _, spread = self.ensemble.sample_given(torch.cat([obs, a_enc], dim=1), members, eps, temperature)
-        nxt = obs + y.float()
-        with torch.autocast(obs.device.type, dtype=torch.bfloat16):
-            reward, logits = self.reward(obs, a_enc, nxt), self.done_logits(nxt)
-        return nxt, reward.float(), torch.sigmoid(logits.float()), spread.float()
 
     @torch.no_grad()
     def mean_step(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

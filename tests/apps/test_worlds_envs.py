@@ -100,7 +100,7 @@ def test_compiled_dream_steps_like_the_eager_one(linear_model):
             venv = DreamVecEnv(model, starts, DreamConfig(n_envs=6, horizon=50, compile=compiled), seed=0)
             obs = [venv.reset()] + [venv.step(a)[0] for a in actions]
             runs.append(np.stack(obs))
-        assert model._transition is not model.transition  # the compiled graph ran
+        assert hasattr(model._transition, "_torchdynamo_orig_callable")  # the compiled graph ran
     finally:
         model.compile_transition(False)
     np.testing.assert_allclose(runs[1], runs[0], rtol=1e-4, atol=1e-5)
