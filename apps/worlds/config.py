@@ -18,6 +18,12 @@ ALGOS = ("auto", "ppo", "sac", "dqn")
 PRECISIONS = ("float32", "bfloat16")  # of the dream transition's nets
 
 
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--dream.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
 @dataclass
 class ModelConfig:
     """The probabilistic ensemble (its fitting schedule is `model_train`)."""
@@ -80,8 +86,7 @@ class DreamConfig:
             raise ConfigError(f"--dream.done-threshold={self.done_threshold} must be in (0, 1)")
         if self.termination not in ("sample", "threshold"):
             raise ConfigError(f"--dream.termination must be sample or threshold, got {self.termination!r}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"--dream.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check_precision(self.precision)
         if self.start not in ("real", "reset"):
             raise ConfigError(f"--dream.start must be real or reset, got {self.start!r}")
 

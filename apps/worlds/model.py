@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from apps.worlds.config import PRECISIONS, ModelConfig
+from apps.worlds.config import ModelConfig, check_precision
 from apps.worlds.data import Transitions
 from apps.worlds.spaces import EnvSpec, encode_actions
 from shared.atomic import atomic_path, atomic_write_json
@@ -166,9 +166,7 @@ class WorldModel(nn.Module):
         off for large dream batches (measured in benchmarks/worlds.py). precision="bfloat16" runs the nets under
         bf16 autocast (matrix units: AMX on recent x86 CPUs, tensor cores on GPUs); the state and its update
         obs + delta stay float32, so rounding does not pile up along a dream."""
-        if precision not in PRECISIONS:
-            raise ConfigError(f"--dream.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        fn = functools.partial(self.transition, bf16=precision == "bfloat16")
+        fn = functools.partial(self.transition, bf16=check_precision(precision) == "bfloat16")
         if not enabled:
             self._transition = fn
             return

@@ -310,10 +310,13 @@ class StudentTDecoder(GaussianDecoder):
     def log_prob(self, x: torch.Tensor, zc: torch.Tensor) -> torch.Tensor:
         """log t_nu(x; mu, s) summed over D: (B,)."""
         mu, log_s = self.params(zc)
+        return (self._log_standard_t((x - mu) * torch.exp(-log_s)) - log_s).sum(dim=-1)
+
+    def _log_standard_t(self, u: torch.Tensor) -> torch.Tensor:
+        """log t_nu(u) elementwise for u (B, D), nu per column."""
         nu = self.dof
-        y = (x - mu) * torch.exp(-log_s)
         norm = torch.lgamma((nu + 1) / 2) - torch.lgamma(nu / 2) - 0.5 * torch.log(nu * math.pi)  # (D,)
-        return (norm - log_s - (nu + 1) / 2 * torch.log1p(y**2 / nu)).sum(dim=-1)
+        return norm - (nu + 1) / 2 * torch.log1p(u**2 / nu)
 
     def sample(self, zc: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """mu + s z / sqrt(g / nu) with z ~ N(0, 1), g ~ chi2_nu = 2 Gamma(nu / 2, 1), all from `generator`."""
@@ -352,12 +355,11 @@ class SkewTDecoder(StudentTDecoder):
     def log_prob(self, x: torch.Tensor, zc: torch.Tensor) -> torch.Tensor:
         """log of the two-piece t density summed over D: (B,)."""
         mu, log_s = self.params(zc)
-        nu, log_g = self.dof, self.raw_skew
+        log_g = self.raw_skew
         y = (x - mu) * torch.exp(-log_s)
         u = y * torch.exp(torch.where(y >= 0, -log_g, log_g))  # y / gamma on the right, y * gamma on the left
-        norm = torch.lgamma((nu + 1) / 2) - torch.lgamma(nu / 2) - 0.5 * torch.log(nu * math.pi)  # (D,)
         two_piece = math.log(2.0) - torch.logaddexp(log_g, -log_g)  # log 2 / (gamma + 1/gamma), (D,)
-        return (two_piece + norm - log_s - (nu + 1) / 2 * torch.log1p(u**2 / nu)).sum(dim=-1)
+        return (two_piece + self._log_standard_t(u) - log_s).sum(dim=-1)
 
     def sample(self, zc: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """mu + s * side * |t_nu| with side = gamma (right) or -1/gamma (left, probability 1 / (1 + gamma^2))."""
