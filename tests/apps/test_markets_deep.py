@@ -159,3 +159,27 @@ def test_wins_against_counts_headline_scores():
         {"name": "real (held-out)", "excess_kurtosis": 3.0},
     ]
     assert ev.wins_against(rows, "garch-t") == {"cvae": 5}
+
+
+def test_conditional_tail_shape_cvae_fits_saves_and_varies_its_tail_with_the_state(tmp_path):
+    """The backtest's cvae (skew-t, dof and skew set per day by the net): 4 decoder outputs per asset, a tail shape
+    that differs between days, the same draws after save/load; the wrong settings for a file or a Gaussian
+    decoder with a conditional shape are one-line errors."""
+    cfg = DeepConfig(hidden=(16, 16), latent_dim=2, decoder="skew-t", tail_shape="conditional")
+    train = TrainConfig(steps=40, batch_size=64, lr=1e-3, progress=False, checkpoint_every=1000)
+    g = DeepGenerator("cvae", cfg, train).fit(_returns())
+    dec = g.model.decoder
+    assert dec.outputs == 4 * 3 and dec.shape_heads == 2
+    f = filter_states(_returns(seed=2), g.long_run)
+    zc = torch.cat([torch.zeros(len(f.raw), 2), g.scaler(f.raw).float()], dim=1)  # z = 0 at each real day's state
+    with torch.no_grad():
+        _, _, shape = dec._heads(zc)
+    assert float(dec._dof(shape).std(dim=0).min()) > 0 and float(dec._log_skew(shape).std(dim=0).min()) > 0
+    path = tmp_path / "cvae.safetensors"
+    g.save(path)
+    back = DeepGenerator.load(path, "cvae", cfg, 3)
+    np.testing.assert_array_equal(back.one_day(_returns(seed=2), 650, 16), g.one_day(_returns(seed=2), 650, 16))
+    with pytest.raises(CheckpointError, match="do not fit --deep settings"):
+        DeepGenerator.load(path, "cvae", DeepConfig(hidden=(16, 16), latent_dim=2, decoder="skew-t"), 3)
+    with pytest.raises(ConfigError, match="tail-shape conditional needs"):
+        DeepConfig(tail_shape="conditional")

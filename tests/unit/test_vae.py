@@ -299,3 +299,52 @@ def test_skew_t_decoder_is_a_normalised_two_piece_t_that_its_draws_follow():
     )
     dec.log_prob(x, zc).sum().backward()
     assert torch.isfinite(dec.raw_skew.grad).all() and float(dec.raw_skew.grad.abs()) > 0
+
+
+def test_conditional_tail_shape_is_the_fixed_shape_moved_per_example():
+    """conditional_shape=True: the net's extra blocks move the dof (and the skew) per example around the learned
+    baselines. With those blocks at zero it is the fixed-shape decoder; otherwise each row's log_prob is the t (or
+    two-piece t) density with that row's dof, its draws follow that row's t, and the shape block gets a gradient."""
+    from scipy import stats
+
+    from shared.generative.vae import SkewTDecoder, StudentTDecoder
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 4 * 2)  # (mean, log-scale, dof, skew) x D = 2
+    with torch.no_grad():
+        net.weight[4:].zero_()
+        net.bias[4:].zero_()
+    cond = SkewTDecoder(net, 2, init_dof=5.0, conditional_shape=True).double()
+    fixed = SkewTDecoder(torch.nn.Linear(3, 4), 2, init_dof=5.0).double()
+    with torch.no_grad():
+        fixed.net.weight.copy_(net.weight[:4])
+        fixed.net.bias.copy_(net.bias[:4])
+        fixed.raw_skew.fill_(-0.3)
+        cond.raw_skew.fill_(-0.3)
+    zc, x = torch.randn(9, 3, dtype=torch.float64), torch.randn(9, 2, dtype=torch.float64) * 3
+    torch.testing.assert_close(cond.log_prob(x, zc), fixed.log_prob(x, zc))
+    g = torch.Generator().manual_seed(4)
+    torch.testing.assert_close(cond.sample(zc, g), fixed.sample(zc, torch.Generator().manual_seed(4)))
+
+    # Student-t with the dof set by the condition: row i's density is StudentT(nu_i)
+    net = torch.nn.Linear(1, 3 * 1).double()  # (mean, log-scale, dof) for D = 1
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[0.0], [0.0], [3.0]]))  # dof offset = 3 c: heavier tails for c < 0
+        net.bias.zero_()
+    dec = StudentTDecoder(net, 1, init_dof=5.0, conditional_shape=True).double()
+    c = torch.tensor([[-1.0], [0.0], [1.0]], dtype=torch.float64)
+    nu = 2.0 + torch.nn.functional.softplus(dec.raw_dof + 3.0 * c)  # (3, 1)
+    mu, log_s = dec.params(c)
+    xs = torch.tensor([[0.3], [-2.5], [4.0]], dtype=torch.float64)
+    ref = torch.distributions.StudentT(nu, mu, log_s.exp()).log_prob(xs).sum(-1)
+    torch.testing.assert_close(dec.log_prob(xs, c), ref)
+    with torch.no_grad():
+        for row in (0, 2):
+            d = dec.sample(c[row : row + 1].expand(100_000, 1), torch.Generator().manual_seed(row))
+            t = ((d - mu[row]) / log_s[row].exp())[:, 0].numpy()
+            q = stats.t.ppf(0.01, float(nu[row]))
+            assert abs(np.quantile(t, 0.01) - q) < 0.05 * abs(q)
+    dec.log_prob(xs, c).sum().backward()
+    assert float(net.weight.grad[2].abs()) > 0  # the dof head learns
+    with pytest.raises(ConfigError, match="3 \\* dim = 3"):
+        StudentTDecoder(torch.nn.Linear(1, 2), 1, conditional_shape=True).double().log_prob(xs, c)
