@@ -39,10 +39,16 @@ class ModelConfig:
     tensors and returning (B,) rewards. Empty = learn the reward."""
     done_fn: str = ""
     """Same for termination: a function returning (B,) 0/1 flags. Empty = learn it."""
+    heads_on: str = "real"
+    """The next state the reward and termination nets read while they are fitted: 'real' = the observed one;
+    'predicted' = a draw from the ensemble for the same (s, a), the input they get in the dream, so an event the
+    dynamics blur (a LunarLander crash: the impact is not predicted) is still recognised from the dream's state."""
 
     def __post_init__(self):
         if self.members < 1 or not self.hidden or any(h < 1 for h in self.hidden):
             raise ConfigError(f"--model.members={self.members} and --model.hidden={self.hidden} must be positive")
+        if self.heads_on not in ("real", "predicted"):
+            raise ConfigError(f"--model.heads-on must be real or predicted, got {self.heads_on!r}")
 
 
 @dataclass

@@ -101,12 +101,24 @@ class WorldModel(nn.Module):
         x, y, b = batch  # (E, B, d + k), (E, B, d + 1), (E, B, 1)
         d = self.spec.obs_dim
         loss = self.ensemble((x, y[..., :d]), objective)
-        obs, nxt = x[..., :d], x[..., :d] + y[..., :d]  # the real transition
+        obs = x[..., :d]
+        nxt = obs + y[..., :d] if self.cfg.heads_on == "real" else self._dreamed_next(x)
         r_err = (self.reward(obs, x[..., d:], nxt) - y[..., d]) / self.r_std
         mse = (r_err**2).mean()
         bce = F.binary_cross_entropy_with_logits(self.done_logits(nxt), b[..., 0])
         self.stats = {**self.ensemble.stats, "reward_mse": mse.detach(), "bce": bce.detach()}
         return loss + mse + bce
+
+    @torch.no_grad()
+    def _dreamed_next(self, x: torch.Tensor) -> torch.Tensor:
+        """For x (E, B, d + k): each member's draw of the next state for its own rows, clipped to the observation
+        space, as the dream steps (E, B, d); no gradient reaches the ensemble through the heads' losses."""
+        mu, logvar, _ = self.ensemble._heads(x)
+        delta = (mu + (0.5 * logvar).exp() * torch.randn_like(mu)) * self.ensemble.y_std + self.ensemble.y_mean
+        low, high = (
+            torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in (self.spec.obs_low, self.spec.obs_high)
+        )
+        return torch.maximum(torch.minimum(x[..., : self.spec.obs_dim] + delta, high), low)
 
     # data -----------------------------------------------------------------------------------------------
 

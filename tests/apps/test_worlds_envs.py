@@ -135,13 +135,16 @@ def test_bf16_dream_stays_close_to_the_float32_one(linear_model):
         DreamConfig(precision="float16")
 
 
-def test_dream_terminates_where_the_real_env_does():
+@pytest.mark.parametrize("heads_on", ["real", "predicted"])
+def test_dream_terminates_where_the_real_env_does(heads_on):
     torch.set_num_threads(1)
     env = make_env("CartPole-v1")
     spec = spec_of(env, "CartPole-v1")
     cfg = for_env("CartPole-v1", "tiny")
     cfg = replace(
-        cfg, model_train=replace(cfg.model_train, steps=1500, batch_size=128), model=ModelConfig(3, (200, 200))
+        cfg,
+        model_train=replace(cfg.model_train, steps=1500, batch_size=128),
+        model=ModelConfig(3, (200, 200), heads_on=heads_on),
     )
     data = collect(env, 1500, seed=0)
     model, errors = fit_model(spec, cfg, data, seed=0, fit_dir=None, warm=None)
@@ -156,6 +159,30 @@ def test_dream_terminates_where_the_real_env_does():
     assert len(ends) > 20
     assert np.mean([e["episode"]["l"] for e in ends]) < 60
     assert np.mean([e["TimeLimit.truncated"] for e in ends]) < 0.1
+
+
+def test_heads_on_predicted_reads_dream_draws_and_leaves_the_dynamics_alone():
+    """--model.heads-on predicted: the reward and termination nets are fitted on next states drawn from the
+    ensemble as the dream draws them (each member for its own rows, inside the observation space), and their
+    losses send no gradient into the ensemble (the dynamics are fitted exactly as with real next states)."""
+    torch.manual_seed(0)
+    model = WorldModel(LINEAR, ModelConfig(members=2, hidden=(16,), heads_on="predicted"))
+    data = _linear_data(256, 0)
+    x, y, b = model.tensors(data)
+    model.set_normalizer(x, y)
+    xb, yb, bb = (t.view(2, 128, -1) for t in (x, y, b))  # (E, B, .): member e's rows
+    model((xb, yb, bb)).backward()
+    with_heads = [p.grad.clone() for p in model.ensemble.parameters()]
+    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.reward_net.parameters())
+    model.zero_grad()
+    model.ensemble((xb, yb[..., :2])).backward()
+    for g, p in zip(with_heads, model.ensemble.parameters()):
+        torch.testing.assert_close(g, p.grad)
+    draws = torch.stack([model._dreamed_next(xb) for _ in range(4000)])  # (4000, E, B, d)
+    mean, var, _ = model.ensemble.predict(xb)
+    torch.testing.assert_close((draws - xb[..., :2]).mean(0), mean, atol=0.05, rtol=0)
+    torch.testing.assert_close((draws - xb[..., :2]).std(0), var.sqrt(), atol=0.05, rtol=0.05)
+    assert float(draws.abs().max()) <= 10.0 and not draws.requires_grad
 
 
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
