@@ -49,10 +49,10 @@ def build_family(family: str, assets: int, cfg: DeepConfig) -> torch.nn.Module:
     if family == "cvae":
         decoder = {"gaussian": GaussianDecoder, "student-t": StudentTDecoder, "skew-t": SkewTDecoder}[cfg.decoder]
         shape = {"conditional_shape": True} if cfg.tail_shape == "conditional" else {}
-        heads = 2 + (decoder.SHAPE_PARAMS if shape else 0)  # (mean, log-scale[, dof[, skew]]) per asset
+        outputs = decoder.net_outputs(assets, **shape)  # (mean, log-scale[, dof[, skew]]) per asset
         return VAE(
             MLP(assets, h[-1], h[:-1], act="silu"),
-            decoder(MLP(cfg.latent_dim + cond, heads * assets, h, act="silu"), assets, **shape),
+            decoder(MLP(cfg.latent_dim + cond, outputs, h, act="silu"), assets, **shape),
             feature_dim=h[-1],
             latent_dim=cfg.latent_dim,
             likelihood="module",

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from apps.worlds.config import DreamConfig
+from apps.worlds.config import DreamConfig, check_precision
 from apps.worlds.data import Transitions
 from apps.worlds.model import WorldModel
 from shared.atomic import atomic_path
@@ -36,7 +36,12 @@ from shared.errors import ConfigError, DataError
 
 
 class DreamCore:
-    """The batched dream transition shared by both APIs: state is obs (N, d) and step counters (N,)."""
+    """The batched dream transition shared by both APIs: state is obs (N, d) and step counters (N,).
+
+    One step is `advance_given`, a function of tensors with the step's randomness passed in: the model's
+    transition, the clip to the observation space, the disagreement penalty, termination, truncation and the
+    auto-reset of finished rows, with no data-dependent shapes and no host sync. `--dream.compile` makes it one
+    `torch.compile` graph (CUDA graphs on a GPU); eagerly it is the same function."""
 
     def __init__(self, model: WorldModel, starts: np.ndarray, cfg: DreamConfig, seed: int = 0):
         starts = np.asarray(starts, dtype=np.float32)
@@ -45,7 +50,7 @@ class DreamCore:
                 f"dream start states must be a non-empty (M, {model.spec.obs_dim}) array, got shape {starts.shape}"
             )
         self.model, self.cfg = model.eval(), cfg
-        model.compile_transition(cfg.compile, cfg.precision)
+        self.bf16 = check_precision(cfg.precision) == "bfloat16"
         self.device = next(model.parameters()).device
         self.spec = model.spec
         self.starts = torch.as_tensor(starts, device=self.device)
@@ -53,6 +58,10 @@ class DreamCore:
         self.high = torch.tensor(self.spec.obs_high, dtype=torch.float32, device=self.device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
+        self._advance = self.advance_given
+        if cfg.compile:  # compiled on the first step of each batch size (seconds, once)
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self._advance = torch.compile(self.advance_given, dynamic=False, mode=mode)
 
     def seed(self, seed: int) -> None:
         self.generator.manual_seed(int(seed))
@@ -62,20 +71,48 @@ class DreamCore:
         idx = torch.randint(len(self.starts), (n,), generator=self.generator, device=self.device)
         return self.starts[idx]
 
-    def step(self, obs: torch.Tensor, t: torch.Tensor, actions: torch.Tensor):
-        """obs (N, d), t (N,) steps taken so far, actions (N,) or (N, k) ->
-        next_obs (N, d), reward (N,), terminated (N,) bool, truncated (N,) bool, disagreement (N,)."""
-        nxt, reward, p_done, spread = self.model.step(obs, actions, self.generator, self.cfg.temperature)
+    def draw(self, n: int) -> tuple[torch.Tensor, ...]:
+        """The randomness of one step of n rows, in a fixed order: the ensemble member per row (n,) and its noise
+        (n, d), a uniform (n,) for the termination draw, and the start state (n,) index a row resets to if done."""
+        members, eps = self.model.ensemble.draw_noise(n, self.device, self.generator)
+        u = torch.rand(n, generator=self.generator, device=self.device)
+        fresh = torch.randint(len(self.starts), (n,), generator=self.generator, device=self.device)
+        return members, eps, u, fresh
+
+    @torch.no_grad()
+    def advance(self, obs: torch.Tensor, t: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One step of every row: obs (N, d), t (N,) steps taken so far, actions (N,) or (N, k) -> see
+        `advance_given`."""
+        return self._advance(obs, t, actions, *self.draw(obs.shape[0]))
+
+    def advance_given(
+        self,
+        obs: torch.Tensor,
+        t: torch.Tensor,
+        actions: torch.Tensor,
+        members: torch.Tensor,
+        eps: torch.Tensor,
+        u: torch.Tensor,
+        fresh: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        """-> (obs after auto-reset (N, d), the step's own next obs (N, d), reward (N,), terminated (N,) bool,
+        truncated (N,) bool (and not terminated), disagreement (N,), steps taken after auto-reset (N,))."""
+        nxt, reward, p_done, spread = self.model.step_given(
+            obs, actions, members, eps, float(self.cfg.temperature), self.bf16
+        )
         nxt = torch.maximum(torch.minimum(nxt, self.high), self.low)  # stay inside the observation space
         reward = reward - self.cfg.penalty * spread
         if self.cfg.termination == "sample":
-            terminated = torch.rand(p_done.shape, generator=self.generator, device=self.device) < p_done
+            terminated = u < p_done
         else:
             terminated = p_done > self.cfg.done_threshold
         truncated = t + 1 >= self.cfg.horizon
         if self.cfg.max_disagreement > 0:
             truncated = truncated | (spread > self.cfg.max_disagreement)
-        return nxt, reward, terminated, truncated & ~terminated, spread
+        truncated = truncated & ~terminated
+        done = terminated | truncated
+        after = torch.where(done[:, None], self.starts[fresh], nxt)  # same-step auto-reset
+        return after, nxt, reward, terminated, truncated, spread, torch.where(done, 0, t + 1)
 
 
 class BatchedVecEnv(VecEnv):
@@ -93,13 +130,15 @@ class BatchedVecEnv(VecEnv):
         self._reset_seeds()
         self._reset_options()
 
-    def done_infos(self, done: torch.Tensor, truncated: torch.Tensor, last: torch.Tensor) -> list[dict[str, Any]]:
-        """N info dicts; where done (N,) bool, `terminal_observation` = last[i] and `TimeLimit.truncated`."""
+    def done_infos(self, done: np.ndarray, truncated: torch.Tensor, last: torch.Tensor) -> list[dict[str, Any]]:
+        """N info dicts; where done (N,) bool (on the host), `terminal_observation` = last[i] and
+        `TimeLimit.truncated` = truncated[i]. Only the finished rows leave the device."""
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        if bool(done.any()):
-            idx = torch.nonzero(done).flatten().cpu().numpy()
-            ends, cut = last[done].cpu().numpy(), truncated[done].cpu().numpy()
-            for j, i in enumerate(idx):
+        idx = np.flatnonzero(done)
+        if idx.size:
+            rows = torch.as_tensor(idx, device=last.device)
+            ends, cut = last[rows].cpu().numpy(), truncated[rows].cpu().numpy()
+            for j, i in enumerate(idx.tolist()):
                 infos[i]["terminal_observation"] = ends[j]
                 infos[i]["TimeLimit.truncated"] = bool(cut[j])
         return infos
@@ -144,19 +183,12 @@ class DreamVecEnv(BatchedVecEnv):
     def step_wait(self):
         if self._actions is None:
             raise RuntimeError("step_wait() called without step_async(actions)")
-        nxt, reward, term, trunc, spread = self.core.step(self._obs, self._t, self._actions)
+        obs, last, reward, term, trunc, spread, self._t = self.core.advance(self._obs, self._t, self._actions)
         self._actions = None
-        done = term | trunc
-        self._t = torch.where(done, 0, self._t + 1)
-        n_done = int(done.sum())
-        obs = nxt
-        if n_done:
-            obs = nxt.clone()
-            obs[done] = self.core.draw_starts(n_done)  # same-step auto-reset
         self._obs = obs
         self.disagreement = spread.cpu().numpy()
-        infos = self.done_infos(done, trunc, nxt)
-        return obs.cpu().numpy(), reward.cpu().numpy().astype(np.float32), done.cpu().numpy(), infos
+        done = (term | trunc).cpu().numpy()
+        return obs.cpu().numpy(), reward.cpu().numpy(), done, self.done_infos(done, trunc, last)
 
 
 class DreamEnv(gym.Env):
@@ -202,8 +234,8 @@ class DreamEnv(gym.Env):
         a = torch.as_tensor(np.asarray(action), device=self.core.device).reshape(1, -1)
         if self.core.spec.action_kind == "discrete":
             a = a.reshape(1)
-        nxt, reward, term, trunc, spread = self.core.step(self._obs, self._t, a)
-        self._obs, self._t = nxt, self._t + 1
+        _, nxt, reward, term, trunc, spread, _ = self.core.advance(self._obs, self._t, a)
+        self._obs, self._t = nxt, self._t + 1  # no auto-reset: a gymnasium.Env is reset by its user
         info = {"disagreement": float(spread[0])}
         return nxt[0].cpu().numpy(), float(reward[0]), bool(term[0]), bool(trunc[0]), info
 

@@ -308,9 +308,10 @@ class LatentDreamVecEnv(BatchedVecEnv):
             z, h = z.clone(), h.clone()
             z[done], h[done] = self._draw(n_done)
         self._z, self._h = z, h
-        infos = self.done_infos(done, truncated, last)
+        done_np = done.cpu().numpy()
+        infos = self.done_infos(done_np, truncated, last)
         obs = self._obs(z, h).cpu().numpy()
-        return obs, pred.reward.float().cpu().numpy(), done.cpu().numpy(), infos
+        return obs, pred.reward.float().cpu().numpy(), done_np, infos
 
 
 # ---------------------------------------------------------------------------------------------------- the real env

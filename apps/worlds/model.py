@@ -18,7 +18,6 @@ File: <name>.safetensors (weights and normaliser buffers) + <name>.json (env spe
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import json
 from collections.abc import Callable
@@ -30,7 +29,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from apps.worlds.config import ModelConfig, check_precision
+from apps.worlds.config import ModelConfig
 from apps.worlds.data import Transitions
 from apps.worlds.spaces import EnvSpec, encode_actions
 from shared.atomic import atomic_path, atomic_write_json
@@ -71,7 +70,6 @@ class WorldModel(nn.Module):
         self.objectives = self.ensemble.objectives
         self.reward_fn = load_function(cfg.reward_fn)
         self.done_fn = load_function(cfg.done_fn)
-        self._transition = self.transition  # or its bf16 / compiled form: compile_transition()
 
     # the family contract, delegated (so shared.training.fit trains a WorldModel directly)
     def objective_parameters(self, name: str) -> list[nn.Parameter]:
@@ -141,10 +139,25 @@ class WorldModel(nn.Module):
         temperature: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """obs (B, d), raw actions (B,) or (B, k) -> next_obs (B, d), reward (B,), p_terminated (B,),
-        disagreement (B,) (sd across members of the normalised predictions)."""
+        disagreement (B,) (sd across members of the normalised predictions), eagerly in float32."""
+        members, eps = self.ensemble.draw_noise(obs.shape[0], obs.device, generator)
+        return self.step_given(obs, action, members, eps, float(temperature))
+
+    def step_given(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        members: torch.Tensor,
+        eps: torch.Tensor,
+        temperature: float,
+        bf16: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`step` with its randomness passed in (members (B,) int64, eps (B, d) standard normal, from
+        `ensemble.draw_noise`): a function of tensors that `torch.compile` can trace whole (the dream compiles it
+        with its guards and auto-reset, `apps.worlds.envs.DreamCore`). A user's reward or termination function
+        replaces the learned head's output."""
         a = encode_actions(self.spec, action)
-        members, eps = self.ensemble.draw_noise(obs.shape[0], obs.device, generator)  # outside any compiled graph
-        nxt, reward, p_done, spread = self._transition(obs, a, members, eps, float(temperature))
+        nxt, reward, p_done, spread = self.transition(obs, a, members, eps, temperature, bf16)
         if self.reward_fn is not None:
             reward = self.reward_fn(obs, action, nxt).float()
         if self.done_fn is not None:
@@ -160,10 +173,11 @@ class WorldModel(nn.Module):
         temperature: float,
         bf16: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The whole batched transition with its randomness passed in, a pure function of tensors: obs (B, d),
-        encoded actions (B, k), members (B,) int64, eps (B, d) -> next_obs, reward, p_terminated, disagreement.
-        All members, the reward net and the termination net: what `compile_transition` makes one graph. With
-        bf16 the nets run under bf16 autocast; the state update obs + delta and the outputs stay float32."""
+        """The learned transition with its randomness passed in: obs (B, d), encoded actions (B, k), members (B,)
+        int64, eps (B, d) -> next_obs, reward, p_terminated, disagreement; all members, the reward net and the
+        termination net. With bf16 the nets run under bf16 autocast (matrix units: AMX or AVX512-BF16 on x86
+        CPUs, tensor cores on GPUs); the state update obs + delta and the outputs stay float32, so rounding does
+        not pile up along a dream."""
         nets = torch.autocast(obs.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         with nets:
             y, _, spread = self.ensemble.sample_given(torch.cat([obs, a_enc], dim=1), members, eps, temperature)
@@ -171,19 +185,6 @@ class WorldModel(nn.Module):
         with nets:
             reward, logits = self.reward(obs, a_enc, nxt), self.done_logits(nxt)
         return nxt, reward.float(), torch.sigmoid(logits.float()), spread.float()
-
-    def compile_transition(self, enabled: bool = True, precision: str = "float32") -> None:
-        """Run `step` through `torch.compile(transition)` (one fused graph for the ensemble and the heads; with
-        CUDA graphs on a GPU, "reduce-overhead") or eagerly. Compiling costs seconds once per batch size; it pays
-        off for large dream batches (measured in benchmarks/worlds.py). precision="bfloat16" runs the nets under
-        bf16 autocast (matrix units: AMX on recent x86 CPUs, tensor cores on GPUs); the state and its update
-        obs + delta stay float32, so rounding does not pile up along a dream."""
-        fn = functools.partial(self.transition, bf16=check_precision(precision) == "bfloat16")
-        if not enabled:
-            self._transition = fn
-            return
-        mode = "reduce-overhead" if next(self.parameters()).is_cuda else None
-        self._transition = torch.compile(fn, dynamic=False, mode=mode)
 
     @torch.no_grad()
     def mean_step(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

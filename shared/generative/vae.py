@@ -262,7 +262,13 @@ class GaussianDecoder(nn.Module):
     which a single learned scale cannot; log-sds are soft-clamped to [min_log_std, max_log_std] for stability.
     """
 
-    shape_heads = 0  # per-output values the net gives beyond (mean, log-sd): a subclass's conditional shape
+    SHAPE_PARAMS = 0  # per-output shape parameters (a subclass's: dof, skew) the net can set per example
+    shape_heads = 0  # per-output values the net gives beyond (mean, log-sd): SHAPE_PARAMS with conditional_shape
+
+    @classmethod
+    def net_outputs(cls, dim: int, conditional_shape: bool = False) -> int:
+        """How many values (per example) the net of a decoder of `dim` outputs must give, before building it."""
+        return (2 + (cls.SHAPE_PARAMS if conditional_shape else 0)) * int(dim)
 
     def __init__(self, net: nn.Module, dim: int, min_log_std: float = -7.0, max_log_std: float = 3.0):
         super().__init__()
@@ -317,6 +323,8 @@ class StudentTDecoder(GaussianDecoder):
     tail (2.5% quantile / IQR-sd 2.8 to 3.1 in those states against 2.2 after falls), which a shape shared by all
     states can only match by narrowing the tail with the body."""
 
+    SHAPE_PARAMS = 1  # the dof
+
     def __init__(self, net: nn.Module, dim: int, init_dof: float = 8.0, conditional_shape: bool = False, **kwargs):
         self.shape_heads = self.SHAPE_PARAMS if conditional_shape else 0
         super().__init__(net, dim, **kwargs)
@@ -324,8 +332,6 @@ class StudentTDecoder(GaussianDecoder):
             raise ConfigError(f"StudentTDecoder init_dof={init_dof} must be > 2 (finite variance)")
         raw = math.log(math.expm1(init_dof - 2.0))  # softplus^-1(nu - 2)
         self.raw_dof = nn.Parameter(torch.full((self.dim,), raw))
-
-    SHAPE_PARAMS = 1  # the dof
 
     @property
     def dof(self) -> torch.Tensor:

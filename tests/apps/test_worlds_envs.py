@@ -95,14 +95,11 @@ def test_compiled_dream_steps_like_the_eager_one(linear_model):
     starts = _linear_data(50, 2).obs
     actions = np.random.default_rng(0).uniform(-1, 1, (8, 6, 1)).astype(np.float32)
     runs = []
-    try:
-        for compiled in (False, True):
-            venv = DreamVecEnv(model, starts, DreamConfig(n_envs=6, horizon=50, compile=compiled), seed=0)
-            obs = [venv.reset()] + [venv.step(a)[0] for a in actions]
-            runs.append(np.stack(obs))
-        assert hasattr(model._transition, "_torchdynamo_orig_callable")  # the compiled graph ran
-    finally:
-        model.compile_transition(False)
+    for compiled in (False, True):
+        venv = DreamVecEnv(model, starts, DreamConfig(n_envs=6, horizon=50, compile=compiled), seed=0)
+        obs = [venv.reset()] + [venv.step(a)[0] for a in actions]
+        runs.append(np.stack(obs))
+    assert hasattr(venv.core._advance, "_torchdynamo_orig_callable")  # the compiled graph ran
     np.testing.assert_allclose(runs[1], runs[0], rtol=1e-4, atol=1e-5)
 
 
@@ -113,19 +110,16 @@ def test_bf16_dream_stays_close_to_the_float32_one(linear_model):
     starts = _linear_data(50, 2).obs
     actions = np.random.default_rng(0).uniform(-1, 1, (8, 6, 1)).astype(np.float32)
     runs = []
-    try:
-        for compiled, precision in ((False, "float32"), (False, "bfloat16"), (True, "bfloat16")):
-            cfg = DreamConfig(n_envs=6, horizon=50, compile=compiled, precision=precision)
-            venv = DreamVecEnv(model, starts, cfg, seed=0)
-            obs, rews = [venv.reset()], []
-            for a in actions:
-                o, r, _, _ = venv.step(a)
-                obs.append(o)
-                rews.append(r)
-            assert obs[-1].dtype == np.float32 and rews[-1].dtype == np.float32
-            runs.append((np.stack(obs), np.stack(rews)))
-    finally:
-        model.compile_transition(False)
+    for compiled, precision in ((False, "float32"), (False, "bfloat16"), (True, "bfloat16")):
+        cfg = DreamConfig(n_envs=6, horizon=50, compile=compiled, precision=precision)
+        venv = DreamVecEnv(model, starts, cfg, seed=0)
+        obs, rews = [venv.reset()], []
+        for a in actions:
+            o, r, _, _ = venv.step(a)
+            obs.append(o)
+            rews.append(r)
+        assert obs[-1].dtype == np.float32 and rews[-1].dtype == np.float32
+        runs.append((np.stack(obs), np.stack(rews)))
     scale = np.abs(runs[0][0]).mean()
     for obs, rew in runs[1:]:
         assert not np.array_equal(obs, runs[0][0])  # bf16 did run

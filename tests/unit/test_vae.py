@@ -348,3 +348,14 @@ def test_conditional_tail_shape_is_the_fixed_shape_moved_per_example():
     assert float(net.weight.grad[2].abs()) > 0  # the dof head learns
     with pytest.raises(ConfigError, match="3 \\* dim = 3"):
         StudentTDecoder(torch.nn.Linear(1, 2), 1, conditional_shape=True).double().log_prob(xs, c)
+
+
+def test_decoders_say_how_wide_their_net_must_be_before_they_are_built():
+    from shared.generative.vae import GaussianDecoder, SkewTDecoder, StudentTDecoder
+
+    for cls, extra in ((GaussianDecoder, 0), (StudentTDecoder, 1), (SkewTDecoder, 2)):
+        for conditional in (False, True) if extra else (False,):
+            shape = {"conditional_shape": True} if conditional else {}
+            width = cls.net_outputs(3, **shape)
+            assert width == (2 + (extra if conditional else 0)) * 3
+            assert cls(torch.nn.Linear(2, width), 3, **shape).outputs == width
