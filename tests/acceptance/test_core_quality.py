@@ -32,6 +32,7 @@ GROUPS = {"diffusion": "diffusion", "others": "vae,gan,rbm"}
 def metrics(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     env = {**os.environ, "GENLAB_THREADS": "1"}
+    logs = {name: (runs / f"{name}.log").open("w") for name in GROUPS}  # files, not pipes: no run blocks on a pipe
     procs = {
         name: subprocess.Popen(
             [
@@ -51,13 +52,14 @@ def metrics(tmp_path_factory):
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=(runs / f"{name}.log").open("w"),  # a file, not a pipe: neither run can block on a full pipe
+            stderr=logs[name],
         )
         for name, families in GROUPS.items()
     }
     m: dict = {}
     for name, proc in procs.items():
         proc.wait(timeout=1500)
+        logs[name].close()
         assert proc.returncode == 0, (runs / f"{name}.log").read_text()[-3000:]
         part = json.loads((runs / "core-demo" / name / "metrics.json").read_text())
         if "classifier_real_accuracy" in m:  # the same seeded judge in both runs
