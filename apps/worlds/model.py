@@ -130,19 +130,6 @@ class WorldModel(nn.Module):
 
     # the transition -------------------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def step(
-        self,
-        obs: torch.Tensor,
-        action: torch.Tensor,
-        generator: torch.Generator | None = None,
-        temperature: float = 1.0,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """obs (B, d), raw actions (B,) or (B, k) -> next_obs (B, d), reward (B,), p_terminated (B,),
-        disagreement (B,) (sd across members of the normalised predictions), eagerly in float32."""
-        members, eps = self.ensemble.draw_noise(obs.shape[0], obs.device, generator)
-        return self.step_given(obs, action, members, eps, float(temperature))
-
     def step_given(
         self,
         obs: torch.Tensor,
@@ -152,10 +139,11 @@ class WorldModel(nn.Module):
         temperature: float,
         bf16: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`step` with its randomness passed in (members (B,) int64, eps (B, d) standard normal, from
-        `ensemble.draw_noise`): a function of tensors that `torch.compile` can trace whole (the dream compiles it
-        with its guards and auto-reset, `apps.worlds.envs.DreamCore`). A user's reward or termination function
-        replaces the learned head's output."""
+        """One dream step with its randomness passed in: obs (B, d), raw actions (B,) or (B, k), members (B,) int64
+        and eps (B, d) standard normal (from `ensemble.draw_noise`) -> next_obs (B, d), reward (B,), p_terminated
+        (B,), disagreement (B,) (sd across members of the normalised predictions). A function of tensors that
+        `torch.compile` can trace whole (the dream compiles it with its guards and auto-reset,
+        `apps.worlds.envs.DreamCore`). A user's reward or termination function replaces the learned head's output."""
         a = encode_actions(self.spec, action)
         nxt, reward, p_done, spread = self.transition(obs, a, members, eps, temperature, bf16)
         if self.reward_fn is not None:
