@@ -39,14 +39,14 @@ def make_agent(cfg: AgentConfig, env: VecEnv, seed: int) -> BaseAlgorithm:
     net = list(cfg.net)
     common = dict(env=env, seed=seed, device="cpu", verbose=0, learning_rate=cfg.learning_rate, gamma=cfg.gamma)
     if algo == "ppo":
-        n_steps = max(8, 1024 // env.num_envs)  # ~1024 transitions per update
+        n_steps = cfg.n_steps or max(8, 1024 // env.num_envs)  # default: ~1024 transitions per update
         return PPO(
             "MlpPolicy",
             n_steps=n_steps,
-            batch_size=min(256, n_steps * env.num_envs),
-            n_epochs=10,
-            gae_lambda=0.8 if cfg.gamma < 0.99 else 0.95,
-            ent_coef=0.0,
+            batch_size=cfg.batch_size or min(256, n_steps * env.num_envs),
+            n_epochs=cfg.n_epochs,
+            gae_lambda=cfg.gae_lambda or (0.8 if cfg.gamma < 0.99 else 0.95),
+            ent_coef=cfg.ent_coef,
             policy_kwargs=dict(net_arch=dict(pi=net, vf=net)),
             **common,
         )

@@ -39,6 +39,9 @@ class ModelConfig:
     tensors and returning (B,) rewards. Empty = learn the reward."""
     done_fn: str = ""
     """Same for termination: a function returning (B,) 0/1 flags. Empty = learn it."""
+    reward_base: str = ""
+    """The known part of the reward, 'package.module:function' as for --model.reward-fn: the reward net learns
+    the rest (real reward minus this) and the dream adds the two. Empty = learn the whole reward."""
     heads_on: str = "real"
     """The next state the reward and termination nets read while they are fitted: 'real' = the observed one;
     'predicted' = a draw from the ensemble for the same (s, a), the input they get in the dream, so an event the
@@ -47,6 +50,10 @@ class ModelConfig:
     def __post_init__(self):
         if self.members < 1 or not self.hidden or any(h < 1 for h in self.hidden):
             raise ConfigError(f"--model.members={self.members} and --model.hidden={self.hidden} must be positive")
+        if self.reward_fn and self.reward_base:
+            raise ConfigError(
+                "give --model.reward-fn (the whole reward) or --model.reward-base (a known part), not both"
+            )
         if self.heads_on not in ("real", "predicted"):
             raise ConfigError(f"--model.heads-on must be real or predicted, got {self.heads_on!r}")
 
@@ -111,8 +118,23 @@ class AgentConfig:
     """Discount factor."""
     net: tuple[int, ...] = (64, 64)
     """Hidden widths of the policy and value networks."""
+    n_steps: int = 0
+    """PPO: steps per environment between updates (0 = about 1,024 transitions per update over the envs)."""
+    batch_size: int = 0
+    """PPO: minibatch size (0 = min(256, transitions per update))."""
+    n_epochs: int = 10
+    """PPO: passes over each rollout."""
+    gae_lambda: float = 0.0
+    """PPO: GAE lambda (0 = 0.8 when gamma < 0.99, else 0.95)."""
+    ent_coef: float = 0.0
+    """PPO: weight of the entropy bonus (exploration, and so which real states the next rounds collect)."""
 
     def __post_init__(self):
+        if self.n_steps < 0 or self.batch_size < 0 or self.n_epochs < 1 or not 0 <= self.gae_lambda <= 1:
+            raise ConfigError(
+                "--agent.n-steps and --agent.batch-size must be >= 0 (0 = automatic), --agent.n-epochs >= 1, "
+                "--agent.gae-lambda in [0, 1]"
+            )
         if self.algo not in ALGOS:
             raise ConfigError(f"--agent.algo must be one of {', '.join(ALGOS)}, got {self.algo!r}")
         if self.dream_steps < 1 or not 0 < self.gamma <= 1 or self.learning_rate <= 0:

@@ -5,12 +5,21 @@ give it instead of having the model learn it, as MBPO (Janner et al. 2019) does 
 functions: the dream then scores and ends episodes exactly as the real environment would from the same states,
 and only the dynamics are learned. Each function takes batched tensors obs (B, d), raw actions (B,) or (B, k) and
 next_obs (B, d) and returns (B,): a reward, or a termination probability in {0, 1}. They follow Gymnasium's
-sources (gymnasium/envs/classic_control); tests/apps/test_worlds_known.py checks them against the real envs.
+sources (gymnasium/envs/classic_control, box2d/lunar_lander.py); tests/apps/test_worlds_known.py checks them
+against the real envs.
 
     python -m apps.worlds run --env Pendulum-v1 --model.reward-fn apps.worlds.known:pendulum_reward
     python -m apps.worlds run --env CartPole-v1 --model.done-fn apps.worlds.known:cartpole_done
 
 The acceptance runs of `make worlds` learn both (Pendulum's item asks for a learned reward).
+
+Where only part of a reward is known, `--model.reward-base` takes that part and the reward net learns the rest
+(the real reward minus it): LunarLander's shaping and fuel terms are a closed function of (s, a, s'), its +-100
+for crashing or coming to rest are not (they depend on Box2D contacts), so the net learns only those:
+
+    python -m apps.worlds run --env LunarLander-v3 --model.reward-base apps.worlds.known:lunarlander_reward_base
+
+`lunarlander_out_of_bounds` is likewise only the part of LunarLander's termination that is known (|x| >= 1).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import torch
 CARTPOLE_X_LIMIT = 2.4  # CartPoleEnv.x_threshold
 CARTPOLE_THETA_LIMIT = 12 * 2 * math.pi / 360  # CartPoleEnv.theta_threshold_radians
 PENDULUM_MAX_TORQUE = 2.0  # PendulumEnv.max_torque
+LUNAR_MAIN_COST, LUNAR_SIDE_COST = 0.30, 0.03  # LunarLander.step: reward per unit of engine power
 
 
 def cartpole_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
@@ -41,3 +51,39 @@ def pendulum_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Ten
     theta = torch.atan2(obs[:, 1], obs[:, 0])
     u = action.reshape(obs.shape[0], -1)[:, 0].clamp(-PENDULUM_MAX_TORQUE, PENDULUM_MAX_TORQUE)
     return -(theta**2 + 0.1 * obs[:, 2] ** 2 + 0.001 * u**2)
+
+
+def lunarlander_shaping(obs: torch.Tensor) -> torch.Tensor:
+    """LunarLander's potential of obs (B, 8) = (x, y, vx, vy, angle, angular v, left leg, right leg):
+    -100 |(x, y)| - 100 |(vx, vy)| - 100 |angle| + 10 per leg on the ground (gymnasium/envs/box2d/lunar_lander.py)."""
+    return (
+        -100 * torch.hypot(obs[:, 0], obs[:, 1])
+        - 100 * torch.hypot(obs[:, 2], obs[:, 3])
+        - 100 * obs[:, 4].abs()
+        + 10 * obs[:, 6]
+        + 10 * obs[:, 7]
+    )
+
+
+def lunarlander_reward_base(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """The known part of LunarLander's reward: shaping(s') - shaping(s) - 0.3 x main-engine power - 0.03 x
+    side-engine power. It is the whole reward of every step that does not end the episode; on the step that does,
+    the env replaces it by -100 (crash, or |x| >= 1) or +100 (the lander came to rest), left to the reward net.
+    Actions: (B,) discrete (0 noop, 1 left, 2 main, 3 right) or (B, 2) continuous (main > 0 fires at power
+    0.5-1; |lateral| > 0.5 fires a side engine at power 0.5-1)."""
+    a = action.reshape(obs.shape[0], -1)
+    if a.shape[1] == 1:  # Discrete(4): full power
+        a = a[:, 0].long()
+        main, side = (a == 2).float(), ((a == 1) | (a == 3)).float()
+    else:
+        a = a.float().clamp(-1, 1)  # the env clips continuous actions the same way
+        main = torch.where(a[:, 0] > 0, (a[:, 0] + 1) * 0.5, torch.zeros_like(a[:, 0]))
+        side = torch.where(a[:, 1].abs() > 0.5, a[:, 1].abs(), torch.zeros_like(a[:, 1]))
+    shaping = lunarlander_shaping(next_obs) - lunarlander_shaping(obs)
+    return shaping - LUNAR_MAIN_COST * main - LUNAR_SIDE_COST * side
+
+
+def lunarlander_out_of_bounds(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """1 where the lander left the screen sideways (|x'| >= 1), the one LunarLander termination that is a closed
+    function of the state; crashes and coming to rest depend on Box2D contacts and are not covered."""
+    return (next_obs[:, 0].abs() >= 1.0).float()

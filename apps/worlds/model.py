@@ -10,7 +10,8 @@ from s' alone, while from (s, a) it must compose that boundary with the dynamics
 vs 92% holdout accuracy); a shaped reward such as LunarLander's is a difference of potentials of s and s', which
 (s, a) alone cannot give. Each ensemble member is trained on its own bootstrap resample of the data (PETS), drawn
 from a generator seeded by the step so that a resumed fit draws the same batches. A reward or termination function
-the user supplies (`--model.reward-fn module:function`) replaces the learned one in the dream.
+the user supplies (`--model.reward-fn module:function`) replaces the learned one in the dream; a known part of the
+reward (`--model.reward-base`) is subtracted from the reward net's targets and added back to its outputs.
 
 File: <name>.safetensors (weights and normaliser buffers) + <name>.json (env spec and model sizes).
 """
@@ -70,6 +71,7 @@ class WorldModel(nn.Module):
         self.objectives = self.ensemble.objectives
         self.reward_fn = load_function(cfg.reward_fn)
         self.done_fn = load_function(cfg.done_fn)
+        self.reward_base = load_function(cfg.reward_base)
 
     # the family contract, delegated (so shared.training.fit trains a WorldModel directly)
     def objective_parameters(self, name: str) -> list[nn.Parameter]:
@@ -121,10 +123,14 @@ class WorldModel(nn.Module):
     # data -----------------------------------------------------------------------------------------------
 
     def tensors(self, data: Transitions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (N, d + k), y (N, d + 1), b (N, 1) for `data`."""
-        obs = torch.as_tensor(data.obs)
-        x = torch.cat([obs, encode_actions(self.spec, torch.as_tensor(data.actions))], dim=1)
-        y = torch.cat([torch.as_tensor(data.next_obs) - obs, torch.as_tensor(data.rewards)[:, None]], dim=1)
+        """x (N, d + k), y (N, d + 1), b (N, 1) for `data`; y's last column is the reward the net learns (the
+        real reward less the known --model.reward-base part, if any)."""
+        obs, act, nxt = (torch.as_tensor(v) for v in (data.obs, data.actions, data.next_obs))
+        x = torch.cat([obs, encode_actions(self.spec, act)], dim=1)
+        rewards = torch.as_tensor(data.rewards, dtype=torch.float32)
+        if self.reward_base is not None:
+            rewards = rewards - self.reward_base(obs, act, nxt).float()
+        y = torch.cat([nxt - obs, rewards[:, None]], dim=1)
         b = torch.as_tensor(data.terminated, dtype=torch.float32)[:, None]
         return x, y, b
 
@@ -146,11 +152,20 @@ class WorldModel(nn.Module):
         `apps.worlds.envs.DreamCore`). A user's reward or termination function replaces the learned head's output."""
         a = encode_actions(self.spec, action)
         nxt, reward, p_done, spread = self.transition(obs, a, members, eps, temperature, bf16)
+        return (nxt, *self._known(obs, action, nxt, reward, p_done), spread)
+
+    def _known(
+        self, obs: torch.Tensor, action: torch.Tensor, nxt: torch.Tensor, reward: torch.Tensor, p_done: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The learned reward and termination probability (B,), with the user's functions applied: a reward-fn or
+        done-fn replaces them, a reward-base is added to the learned rest."""
         if self.reward_fn is not None:
             reward = self.reward_fn(obs, action, nxt).float()
+        elif self.reward_base is not None:
+            reward = reward + self.reward_base(obs, action, nxt).float()
         if self.done_fn is not None:
             p_done = self.done_fn(obs, action, nxt).float()
-        return nxt, reward, p_done, spread
+        return reward, p_done
 
     def transition(
         self,
@@ -176,11 +191,12 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def mean_step(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The ensemble-mean prediction (no noise): next_obs (B, d), reward (B,), p_terminated (B,)."""
+        """The ensemble-mean prediction (no noise): next_obs (B, d), reward (B,), p_terminated (B,), the user's
+        reward and termination functions applied as in the dream."""
         a = encode_actions(self.spec, action)
         mean, _, _ = self.ensemble.predict(torch.cat([obs, a], dim=1))
         nxt = obs + mean.mean(dim=0)
-        return nxt, self.reward(obs, a, nxt), torch.sigmoid(self.done_logits(nxt))
+        return (nxt, *self._known(obs, action, nxt, self.reward(obs, a, nxt), torch.sigmoid(self.done_logits(nxt))))
 
     # files ----------------------------------------------------------------------------------------------
 

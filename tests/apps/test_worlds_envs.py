@@ -179,6 +179,27 @@ def test_heads_on_predicted_reads_dream_draws_and_leaves_the_dynamics_alone():
     assert float(draws.abs().max()) <= 10.0 and not draws.requires_grad
 
 
+def test_ppo_settings_reach_the_agent():
+    env = make_env("CartPole-v1")
+    model = WorldModel(spec_of(env, "CartPole-v1"), ModelConfig(2, (8,)))
+    x, y, _ = model.tensors(collect(env, 100, seed=0))
+    model.set_normalizer(x, y)
+    venv = DreamVecEnv(model, x[:, :4].numpy(), DreamConfig(n_envs=4, horizon=20))
+    cfg = AgentConfig(algo="ppo", n_steps=64, batch_size=128, n_epochs=4, gae_lambda=0.98, ent_coef=0.01)
+    agent = make_agent(cfg, venv, seed=0)
+    assert (agent.n_steps, agent.batch_size, agent.n_epochs, agent.gae_lambda, agent.ent_coef) == (
+        64,
+        128,
+        4,
+        0.98,
+        0.01,
+    )
+    auto = make_agent(AgentConfig(algo="ppo", gamma=0.98), venv, seed=0)  # 0 = the automatic choices
+    assert (auto.n_steps, auto.batch_size, auto.gae_lambda) == (256, 256, 0.8)
+    with pytest.raises(ConfigError, match="n-epochs"):
+        AgentConfig(n_epochs=0)
+
+
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
 def test_sb3_discrete_agents_train_in_the_dream(algo, tmp_path):
     env = make_env("CartPole-v1")

@@ -4,14 +4,22 @@ transitions, and the dream uses them in place of the learned heads when the mode
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from apps.worlds.config import DreamConfig, ModelConfig
 from apps.worlds.data import collect
 from apps.worlds.envs import DreamVecEnv
-from apps.worlds.known import cartpole_done, cartpole_reward, pendulum_reward
+from apps.worlds.known import (
+    cartpole_done,
+    cartpole_reward,
+    lunarlander_out_of_bounds,
+    lunarlander_reward_base,
+    pendulum_reward,
+)
 from apps.worlds.model import WorldModel
 from apps.worlds.spaces import make_env, spec_of
+from shared.errors import ConfigError
 
 
 def _tensors(data):
@@ -30,6 +38,40 @@ def test_pendulum_reward_matches_the_real_env():
     data = collect(make_env("Pendulum-v1"), 2000, seed=0)
     obs, act, nxt = _tensors(data)
     np.testing.assert_allclose(pendulum_reward(obs, act, nxt).numpy(), data.rewards, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("env_id", ["LunarLander-v3", "LunarLander-v3-continuous"])
+def test_lunarlander_base_is_the_whole_reward_of_every_step_that_does_not_end(env_id):
+    """Shaping and fuel match the real env on every non-terminal step (to float32 rounding of the observations,
+    the env computes in float64); the steps that end differ by the +-100 the reward net learns."""
+    env = make_env("LunarLander-v3", continuous=True) if env_id.endswith("continuous") else make_env(env_id)
+    data = collect(env, 3000, seed=0)
+    base = lunarlander_reward_base(*_tensors(data)).numpy()
+    going = ~data.terminated
+    assert going.sum() > 2500 and data.terminated.sum() > 5  # random play crashes often
+    np.testing.assert_allclose(base[going], data.rewards[going], atol=2e-3)
+    assert np.all(np.abs(data.rewards[data.terminated]) == 100)
+    out = lunarlander_out_of_bounds(*_tensors(data)).numpy().astype(bool)  # a subset of the terminations
+    assert out.any() and not np.any(out & going) and np.all(data.rewards[out] == -100)
+
+
+def test_the_reward_net_learns_what_the_base_leaves():
+    """With --model.reward-base the net's targets are the real reward less the base (zero on LunarLander's
+    non-terminal steps), and the model's reward (mean step and dream) is the net's output plus the base."""
+    env = make_env("LunarLander-v3")
+    spec = spec_of(env, "LunarLander-v3")
+    data = collect(env, 600, seed=1)
+    cfg = ModelConfig(members=2, hidden=(16, 16), reward_base="apps.worlds.known:lunarlander_reward_base")
+    model = WorldModel(spec, cfg)
+    x, y, _ = model.tensors(data)
+    going = ~data.terminated
+    assert np.abs(y[going, -1].numpy()).max() < 2e-3
+    obs, act, _ = _tensors(data)
+    nxt, rew, _ = model.mean_step(obs, act)
+    learned = model.reward(obs, x[:, spec.obs_dim :], nxt)
+    torch.testing.assert_close(rew, learned + lunarlander_reward_base(obs, act, nxt))
+    with pytest.raises(ConfigError, match="not both"):
+        ModelConfig(reward_fn="apps.worlds.known:cartpole_reward", reward_base=cfg.reward_base)
 
 
 def test_the_dream_scores_with_the_named_function():
