@@ -135,6 +135,8 @@ class AgentConfig:
                 "--agent.n-steps and --agent.batch-size must be >= 0 (0 = automatic), --agent.n-epochs >= 1, "
                 "--agent.gae-lambda in [0, 1]"
             )
+        if self.ent_coef < 0:
+            raise ConfigError(f"--agent.ent-coef={self.ent_coef} must be >= 0 (a bonus for exploring)")
         if self.algo not in ALGOS:
             raise ConfigError(f"--agent.algo must be one of {', '.join(ALGOS)}, got {self.algo!r}")
         if self.dream_steps < 1 or not 0 < self.gamma <= 1 or self.learning_rate <= 0:

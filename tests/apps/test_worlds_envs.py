@@ -198,6 +198,8 @@ def test_ppo_settings_reach_the_agent():
     assert (auto.n_steps, auto.batch_size, auto.gae_lambda) == (256, 256, 0.8)
     with pytest.raises(ConfigError, match="n-epochs"):
         AgentConfig(n_epochs=0)
+    with pytest.raises(ConfigError, match="ent-coef"):
+        AgentConfig(ent_coef=-0.01)
 
 
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
