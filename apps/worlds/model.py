@@ -149,7 +149,7 @@ class WorldModel(nn.Module):
         and eps (B, d) standard normal (from `ensemble.draw_noise`) -> next_obs (B, d), reward (B,), p_terminated
         (B,), disagreement (B,) (sd across members of the normalised predictions). A function of tensors that
         `torch.compile` can trace whole (the dream compiles it with its guards and auto-reset,
-        `apps.worlds.envs.DreamCore`). A user's reward or termination function replaces the learned head's output."""
+        `apps.worlds.envs.DreamCore`). The user's reward and termination functions are applied as `_known` says."""
         a = encode_actions(self.spec, action)
         nxt, reward, p_done, spread = self.transition(obs, a, members, eps, temperature, bf16)
         return (nxt, *self._known(obs, action, nxt, reward, p_done), spread)
