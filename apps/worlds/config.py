@@ -42,6 +42,11 @@ class ModelConfig:
     reward_base: str = ""
     """The known part of the reward, 'package.module:function' as for --model.reward-fn: the reward net learns
     the rest (real reward minus this) and the dream adds the two. Empty = learn the whole reward."""
+    end_reward: str = ""
+    """The reward of a step that ends an episode, where the env pays a bonus or penalty at the end instead of
+    the step's reward (LunarLander: +100 landed, -100 crashed): 'package.module:function' as for
+    --model.reward-fn. The dream pays it on the steps it terminates; the reward net learns from the other steps
+    only, so the end's +-100 is not smeared over the states near it. Empty = learn it with the rest."""
     heads_on: str = "real"
     """The next state the reward and termination nets read while they are fitted: 'real' = the observed one;
     'predicted' = a draw from the ensemble for the same (s, a), the input they get in the dream, so an event the

@@ -97,15 +97,15 @@ class DreamCore:
     ) -> tuple[torch.Tensor, ...]:
         """-> (obs after auto-reset (N, d), the step's own next obs (N, d), reward (N,), terminated (N,) bool,
         truncated (N,) bool (and not terminated), disagreement (N,), steps taken after auto-reset (N,))."""
-        nxt, reward, p_done, spread = self.model.step_given(
+        nxt, reward, end_reward, p_done, spread = self.model.step_given(
             obs, actions, members, eps, float(self.cfg.temperature), self.bf16
         )
         nxt = torch.maximum(torch.minimum(nxt, self.high), self.low)  # stay inside the observation space
-        reward = reward - self.cfg.penalty * spread
         if self.cfg.termination == "sample":
             terminated = u < p_done
         else:
             terminated = p_done > self.cfg.done_threshold
+        reward = torch.where(terminated, end_reward, reward) - self.cfg.penalty * spread
         truncated = t + 1 >= self.cfg.horizon
         if self.cfg.max_disagreement > 0:
             truncated = truncated | (spread > self.cfg.max_disagreement)

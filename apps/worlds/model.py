@@ -11,7 +11,9 @@ vs 92% holdout accuracy); a shaped reward such as LunarLander's is a difference 
 (s, a) alone cannot give. Each ensemble member is trained on its own bootstrap resample of the data (PETS), drawn
 from a generator seeded by the step so that a resumed fit draws the same batches. A reward or termination function
 the user supplies (`--model.reward-fn module:function`) replaces the learned one in the dream; a known part of the
-reward (`--model.reward-base`) is subtracted from the reward net's targets and added back to its outputs.
+reward (`--model.reward-base`) is subtracted from the reward net's targets and added back to its outputs; a known
+reward of the ending step (`--model.end-reward`) is paid where the dream terminates, and the reward net is then
+fitted to the non-terminal steps only.
 
 File: <name>.safetensors (weights and normaliser buffers) + <name>.json (env spec and model sizes).
 """
@@ -72,6 +74,7 @@ class WorldModel(nn.Module):
         self.reward_fn = load_function(cfg.reward_fn)
         self.done_fn = load_function(cfg.done_fn)
         self.reward_base = load_function(cfg.reward_base)
+        self.end_reward = load_function(cfg.end_reward)
 
     # the family contract, delegated (so shared.training.fit trains a WorldModel directly)
     def objective_parameters(self, name: str) -> list[nn.Parameter]:
@@ -104,7 +107,11 @@ class WorldModel(nn.Module):
         obs = x[..., :d]
         nxt = obs + y[..., :d] if self.cfg.heads_on == "real" else self._dreamed_next(x)
         r_err = (self.reward(obs, x[..., d:], nxt) - y[..., d]) / self.r_std
-        mse = (r_err**2).mean()
+        if self.end_reward is None:
+            mse = (r_err**2).mean()
+        else:  # the ending steps' reward is known: fit the others only
+            keep = 1 - b[..., 0]
+            mse = (r_err**2 * keep).sum() / keep.sum().clamp_min(1)
         bce = F.binary_cross_entropy_with_logits(self.done_logits(nxt), b[..., 0])
         self.stats = {**self.ensemble.stats, "reward_mse": mse.detach(), "bce": bce.detach()}
         return loss + mse + bce
@@ -124,12 +131,15 @@ class WorldModel(nn.Module):
 
     def tensors(self, data: Transitions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (N, d + k), y (N, d + 1), b (N, 1) for `data`; y's last column is the reward the net learns (the
-        real reward less the known --model.reward-base part, if any)."""
+        real reward less the known --model.reward-base part, if any; 0 on terminal steps when --model.end-reward
+        gives their reward, so they neither reach the loss nor skew the reward normaliser)."""
         obs, act, nxt = (torch.as_tensor(v) for v in (data.obs, data.actions, data.next_obs))
         x = torch.cat([obs, encode_actions(self.spec, act)], dim=1)
         rewards = torch.as_tensor(data.rewards, dtype=torch.float32)
         if self.reward_base is not None:
             rewards = rewards - self.reward_base(obs, act, nxt).float()
+        if self.end_reward is not None:
+            rewards = torch.where(torch.as_tensor(data.terminated, dtype=torch.bool), 0.0, rewards)
         y = torch.cat([nxt - obs, rewards[:, None]], dim=1)
         b = torch.as_tensor(data.terminated, dtype=torch.float32)[:, None]
         return x, y, b
@@ -144,28 +154,30 @@ class WorldModel(nn.Module):
         eps: torch.Tensor,
         temperature: float,
         bf16: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One dream step with its randomness passed in: obs (B, d), raw actions (B,) or (B, k), members (B,) int64
-        and eps (B, d) standard normal (from `ensemble.draw_noise`) -> next_obs (B, d), reward (B,), p_terminated
-        (B,), disagreement (B,) (sd across members of the normalised predictions). A function of tensors that
-        `torch.compile` can trace whole (the dream compiles it with its guards and auto-reset,
-        `apps.worlds.envs.DreamCore`). The user's reward and termination functions are applied as `_known` says."""
+        and eps (B, d) standard normal (from `ensemble.draw_noise`) -> next_obs (B, d), reward (B,), the reward if
+        the step terminates (B,), p_terminated (B,), disagreement (B,) (sd across members of the normalised
+        predictions). A function of tensors that `torch.compile` can trace whole (the dream compiles it with its
+        guards and auto-reset, `apps.worlds.envs.DreamCore`). The user's functions are applied as `_known` says."""
         a = encode_actions(self.spec, action)
         nxt, reward, p_done, spread = self.transition(obs, a, members, eps, temperature, bf16)
         return (nxt, *self._known(obs, action, nxt, reward, p_done), spread)
 
     def _known(
         self, obs: torch.Tensor, action: torch.Tensor, nxt: torch.Tensor, reward: torch.Tensor, p_done: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The learned reward and termination probability (B,), with the user's functions applied: a reward-fn or
-        done-fn replaces them, a reward-base is added to the learned rest."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The learned reward and termination probability (B,) with the user's functions applied: a reward-fn or
+        done-fn replaces them, a reward-base is added to the learned rest -> reward, reward if the step terminates
+        (the end-reward where given, else the same reward), p_terminated."""
         if self.reward_fn is not None:
             reward = self.reward_fn(obs, action, nxt).float()
         elif self.reward_base is not None:
             reward = reward + self.reward_base(obs, action, nxt).float()
         if self.done_fn is not None:
             p_done = self.done_fn(obs, action, nxt).float()
-        return reward, p_done
+        end = reward if self.end_reward is None else self.end_reward(obs, action, nxt).float()
+        return reward, end, p_done
 
     def transition(
         self,
@@ -191,12 +203,13 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def mean_step(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The ensemble-mean prediction (no noise): next_obs (B, d), reward (B,), p_terminated (B,), the user's
-        reward and termination functions applied as in the dream."""
+        """The ensemble-mean prediction (no noise): next_obs (B, d), expected reward (B,), p_terminated (B,), the
+        user's reward and termination functions applied as in the dream (an end-reward weighted by p)."""
         a = encode_actions(self.spec, action)
         mean, _, _ = self.ensemble.predict(torch.cat([obs, a], dim=1))
         nxt = obs + mean.mean(dim=0)
-        return (nxt, *self._known(obs, action, nxt, self.reward(obs, a, nxt), torch.sigmoid(self.done_logits(nxt))))
+        reward, end, p = self._known(obs, action, nxt, self.reward(obs, a, nxt), torch.sigmoid(self.done_logits(nxt)))
+        return nxt, reward + p * (end - reward), p
 
     # files ----------------------------------------------------------------------------------------------
 
