@@ -12,8 +12,9 @@ Layout of one seed (resumable at round granularity: a finished round is never re
     runs/worlds/<run>/baseline-<s>.json                 model-free agent: learning curve and final evaluation
 
 Real steps are counted by collection only (evaluation episodes are not training data, as in the zoo's figures).
-Per-round evaluations use episode seeds 10_000 + 100 r + i and decide early stopping at `target_return`; the
-reported figure is a separate evaluation of the final agent on seeds 1_000_000 + i, never used for any decision.
+Per-round evaluations use episode seeds 10_000 + 100 r + i and decide early stopping (`early_stop`, at
+`target_return`); the reported figure is a separate evaluation of the final agent on seeds 1_000_000 + i, never used
+for any decision.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def run_seed(cfg: WorldsConfig, seed: int, run: RunDir) -> dict:
             venv = DreamVecEnv(model, load_starts(rdir / "model"), cfg.dream, seed=seed)
             agent = load_policy(make_agent(cfg.agent, VecMonitor(venv), seed), rdir / "agent")
             rounds.append(res)
-            if res["eval_mean"] >= cfg.target_return:
+            if cfg.early_stop and res["eval_mean"] >= cfg.target_return:
                 break
             continue
         t0 = time.perf_counter()
@@ -203,7 +204,7 @@ def run_seed(cfg: WorldsConfig, seed: int, run: RunDir) -> dict:
             f"+- {res['eval_std']:.1f} (dream {res['dream_return']:.1f}), model state nRMSE "
             f"{errors.get('state_nrmse', float('nan')):.3f}, {time.perf_counter() - t0:.0f}s"
         )
-        if res["eval_mean"] >= cfg.target_return:
+        if cfg.early_stop and res["eval_mean"] >= cfg.target_return:
             break
     if agent is None or model is None:
         raise RuntimeError("the loop ran no round")
