@@ -104,7 +104,9 @@ def open_loop(model: WorldModel, obs0: np.ndarray, actions: np.ndarray) -> np.nd
 
 def trajectory_check(model: WorldModel, env, agent, seed: int, horizon: int = 200) -> dict:
     """One real episode with the agent; the model replays its actions from the same start. Returns both
-    trajectories and the multi-step error (RMSE over dims, in units of the real trajectory's sd) per step."""
+    trajectories and the multi-step error per step: RMSE over dims, each in units of its sd over the model's
+    training states (not this episode's: a dimension constant in one episode, such as LunarLander's leg flags
+    before touchdown, would blow up the ratio)."""
     obs, _ = env.reset(seed=seed)
     real, actions = [obs], []
     for _ in range(horizon):
@@ -116,7 +118,7 @@ def trajectory_check(model: WorldModel, env, agent, seed: int, horizon: int = 20
             break
     real = np.asarray(real, np.float32)
     pred = open_loop(model, real[0], np.asarray(actions))
-    sd = real.std(0) + 1e-6
+    sd = model.ensemble.x_std[: model.spec.obs_dim].numpy()
     err = np.sqrt((((pred - real) / sd) ** 2).mean(axis=1))
     at = {f"h{h}": float(err[h]) for h in (1, 10, 50) if h < len(err)}
     return {"real": real.tolist(), "model": pred.tolist(), "error": err.tolist(), **at}

@@ -279,8 +279,8 @@ def model_section(page: Page, m: dict, finals: list[dict], rounds: list[dict], e
         "One-step errors are measured on held-out real transitions of the last round: state nRMSE is the RMSE "
         "of the ensemble-mean next state in units of the per-dimension sd of the real one-step change (about 1: "
         "no better than predicting the average change). Open-loop errors replay one real episode's actions "
-        "through the model from the same start state; the error is the RMSE over dimensions in units of the real "
-        "trajectory's sd, after h steps."
+        "through the model from the same start state; the error is the RMSE over dimensions, each in units of its "
+        "sd over the model's training states, after h steps."
     )
     summary = {
         "one-step state nRMSE (mean over seeds)": m.get("model_state_nrmse"),
