@@ -127,6 +127,11 @@ def trajectory_check(model: WorldModel, env, agent, seed: int, horizon: int = 20
 # ---------------------------------------------------------------------------------------------------- one seed
 
 
+def stops_early(cfg: WorldsConfig, res: dict) -> bool:
+    """Whether a round's result `res` ends its seed's loop: --early-stop on and its evaluation at the target."""
+    return cfg.early_stop and res["eval_mean"] >= cfg.target_return
+
+
 def run_seed(cfg: WorldsConfig, seed: int, run: RunDir) -> dict:
     """The whole loop for one seed; returns the final evaluation (also written to seed-<s>/final.json)."""
     torch.set_num_threads(1)
@@ -147,7 +152,7 @@ def run_seed(cfg: WorldsConfig, seed: int, run: RunDir) -> dict:
             venv = DreamVecEnv(model, load_starts(rdir / "model"), cfg.dream, seed=seed)
             agent = load_policy(make_agent(cfg.agent, VecMonitor(venv), seed), rdir / "agent")
             rounds.append(res)
-            if cfg.early_stop and res["eval_mean"] >= cfg.target_return:
+            if stops_early(cfg, res):
                 break
             continue
         t0 = time.perf_counter()
@@ -206,7 +211,7 @@ def run_seed(cfg: WorldsConfig, seed: int, run: RunDir) -> dict:
             f"+- {res['eval_std']:.1f} (dream {res['dream_return']:.1f}), model state nRMSE "
             f"{errors.get('state_nrmse', float('nan')):.3f}, {time.perf_counter() - t0:.0f}s"
         )
-        if cfg.early_stop and res["eval_mean"] >= cfg.target_return:
+        if stops_early(cfg, res):
             break
     if agent is None or model is None:
         raise RuntimeError("the loop ran no round")
