@@ -33,6 +33,9 @@ from shared.sampling.interpolation import interpolation_path, slerp
 from shared.training import checkpoint as ckpt
 
 GAN_FEATURES = 256  # width of the critic's feature vector (the input of the GAN family's head)
+# Images per sampling batch on a CPU. Guidance doubles the rows the UNet sees; the default 32 px UNet runs 455
+# rows/s at 64 rows and 313 at 512 (2-core EPYC, bf16), so small batches sample ~1.4x faster than 256.
+CPU_BATCH = 32
 
 
 def build_model(kind: str, cfg: ArtConfig, num_classes: int) -> nn.Module:
@@ -115,14 +118,16 @@ def _device(model: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def generate(
-    trained: Trained, labels: torch.Tensor, cfg: ArtConfig, seed: int = 0, batch: int = 256, guidance=None
+    trained: Trained, labels: torch.Tensor, cfg: ArtConfig, seed: int = 0, batch: int | None = None, guidance=None
 ) -> torch.Tensor:
     """One image per label: labels (N,) long -> uint8 (N, 3, S, S); all noise from a generator seeded `seed`.
 
     Diffusion samples with cfg.diffusion's sampler, steps, eta and guidance (or `guidance` when given), under bf16
     autocast when the model trained with it; the VAE decodes prior draws to its mean; the GAN maps N(0, I).
+    `batch` images go through the net at once (default CPU_BATCH on a CPU, 256 on a GPU).
     """
     model, device = trained.model, _device(trained.model)
+    batch = batch or (CPU_BATCH if device.type == "cpu" else 256)
     gen = torch.Generator(device=device).manual_seed(int(seed))
     out = []
     for chunk in labels.split(batch):
