@@ -1,7 +1,7 @@
 """The art app's one config; `python -m apps.art <command> --help` is derived from it.
 
 Presets (`--preset`):
-    default    emoji at 32 px on the CPU: diffusion (main), VAE and GAN, ~20 min on 2 cores (`make art`)
+    default    emoji at 32 px on the CPU: diffusion (main), VAE and GAN, 19-25 min on 2 cores (`make art`)
     portraits  the 238 Wesnoth portraits at 64 px, a GPU configuration (hours on a CPU)
     portraits-cpu  the portraits at 32 px on the CPU with the default budgets (~20 min)
     demo       emoji at 32 px with short budgets (`make demo`, ~5 min)
@@ -150,8 +150,8 @@ class EvalConfig:
 
 
 def _diffusion_train() -> TrainConfig:
-    # bf16 autocast doubles a CPU's UNet throughput where the CPU has AMX / AVX512-BF16 (measured 250 vs 119
-    # images/s at 32 px on 2 cores); the loss stays float32. lr 2e-3 (with dropout 0) learns fastest of the
+    # bf16 autocast raises a CPU's UNet throughput where the CPU has AMX / AVX512-BF16 (measured at 32 px on 2
+    # cores: 250 vs 119 images/s with AMX, 135 vs 85 on an AVX512-BF16 EPYC); the loss stays float32. lr 2e-3 (with dropout 0) learns fastest of the
     # settings tried on the emoji in 1,800 steps: KID 0.027, against 0.030 at 1e-3 (2026-12-07, one seed each).
     return TrainConfig(
         steps=1800, batch_size=64, lr=2e-3, warmup_steps=100, lr_schedule="cosine", ema_decay=0.999, amp=True,
