@@ -151,8 +151,9 @@ class EvalConfig:
 
 def _diffusion_train() -> TrainConfig:
     # bf16 autocast raises a CPU's UNet throughput where the CPU has AMX / AVX512-BF16 (measured at 32 px on 2
-    # cores: 250 vs 119 images/s with AMX, 135 vs 85 on an AVX512-BF16 EPYC); the loss stays float32. lr 2e-3 (with dropout 0) learns fastest of the
-    # settings tried on the emoji in 1,800 steps: KID 0.027, against 0.030 at 1e-3 (2026-12-07, one seed each).
+    # cores: 250 vs 119 images/s with AMX, 135 vs 85 on an AVX512-BF16 EPYC); the loss stays float32.
+    # lr 2e-3 (with dropout 0) learns fastest of the settings tried on the emoji in 1,800 steps: KID 0.027,
+    # against 0.030 at 1e-3 (2026-12-07, one seed each).
     return TrainConfig(
         steps=1800, batch_size=64, lr=2e-3, warmup_steps=100, lr_schedule="cosine", ema_decay=0.999, amp=True,
         checkpoint_every=300, log_every=25, eval_every=450,
