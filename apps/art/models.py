@@ -122,8 +122,9 @@ def generate(
 ) -> torch.Tensor:
     """One image per label: labels (N,) long -> uint8 (N, 3, S, S); all noise from a generator seeded `seed`.
 
-    Diffusion samples with cfg.diffusion's sampler, steps, eta and guidance (or `guidance` when given), under bf16
-    autocast when the model trained with it; the VAE decodes prior draws to its mean; the GAN maps N(0, I).
+    Diffusion samples with cfg.diffusion's sampler, steps, eta, guidance (or `guidance` when given) and clip_x0,
+    under bf16 autocast when the model trained with it; the VAE decodes prior draws to its mean; the GAN maps
+    N(0, I).
     `batch` images go through the net at once (default CPU_BATCH on a CPU, 256 on a GPU).
     """
     model, device = trained.model, _device(trained.model)
@@ -137,7 +138,7 @@ def generate(
                 d = cfg.diffusion
                 x = model.sample(
                     len(y), cond=y, steps=d.sample_steps, sampler=d.sampler, eta=d.eta, generator=gen,
-                    guidance=d.guidance if guidance is None else float(guidance),
+                    guidance=d.guidance if guidance is None else float(guidance), clip_x0=d.clip_x0,
                 )  # fmt: skip
             elif trained.kind == "vae":
                 x = model.sample(len(y), cond=y, generator=gen, mean=True)
@@ -179,6 +180,8 @@ def interpolate(
         path = slerp(na.flatten(1)[None], nb.flatten(1)[None], t)  # (steps, P, D)
         x_t = path.reshape(steps * p, *na.shape[1:])
         with _autocast(device, trained.amp):
-            x = model.sample(steps * p, cond=y.repeat(steps), x_T=x_t, steps=n, eta=0.0, guidance=1.0)
+            x = model.sample(
+                steps * p, cond=y.repeat(steps), x_T=x_t, steps=n, eta=0.0, guidance=1.0, clip_x0=cfg.diffusion.clip_x0
+            )  # fmt: skip
         x = x.float().reshape(steps, p, *x.shape[1:])
     return from_unit(x.float().clamp(-1, 1).cpu()).transpose(0, 1).contiguous()  # (P, steps, 3, S, S)

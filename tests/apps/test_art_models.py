@@ -1,0 +1,41 @@
+"""The art models' sampling follows the config: `generate` and the diffusion interpolation pass
+--diffusion.clip-x0 (and the sampler settings) through to the shared Diffusion sampler."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from apps.art.config import preset
+from apps.art.models import Trained, build_model, generate, interpolate
+from shared.config import replace
+
+
+def _tiny_diffusion(clip_x0: bool):
+    cfg = preset("tiny")
+    cfg = replace(cfg, diffusion=replace(cfg.diffusion, clip_x0=clip_x0))
+    torch.manual_seed(0)
+    model = build_model("diffusion", cfg, num_classes=3).eval()
+    return cfg, Trained("diffusion", model, ["a", "b", "c"], step=0, amp=False)
+
+
+@pytest.mark.parametrize("clip_x0", [False, True])
+def test_generate_and_interpolate_pass_the_configs_clipping(clip_x0, monkeypatch):
+    cfg, trained = _tiny_diffusion(clip_x0)
+    calls = []
+    real_sample = trained.model.sample
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real_sample(*args, **kwargs)
+
+    monkeypatch.setattr(trained.model, "sample", spy)
+    labels = torch.tensor([0, 1, 2])
+    x = generate(trained, labels, cfg, seed=0)
+    assert x.dtype == torch.uint8 and x.shape == (3, 3, 16, 16)
+    s = cfg.data.image_size
+    a = torch.randint(0, 256, (2, 3, s, s), dtype=torch.uint8)
+    strips = interpolate(trained, a, a.flip(0), torch.tensor([0, 1]), 3, cfg)
+    assert strips.shape == (2, 3, 3, s, s)
+    assert [c["clip_x0"] for c in calls] == [clip_x0, clip_x0]
+    assert calls[0]["sampler"] == cfg.diffusion.sampler and calls[0]["steps"] == cfg.diffusion.sample_steps
