@@ -1,10 +1,10 @@
 """The art app's one config; `python -m apps.art <command> --help` is derived from it.
 
 Presets (`--preset`):
-    default    emoji at 32 px on the CPU: diffusion (main), VAE and GAN, 19-25 min on 2 cores (`make art`)
+    default    emoji at 32 px on the CPU: diffusion (main), VAE and GAN, about 22 min on 2 cores (`make art`)
     portraits  the 238 Wesnoth portraits at 64 px, a GPU configuration (hours on a CPU)
     portraits-cpu  the portraits at 32 px on the CPU with the default budgets (~20 min)
-    demo       emoji at 32 px with short budgets (`make demo`, ~5 min)
+    demo       emoji at 32 px with short budgets (`make demo`, ~6 min)
     tiny       16 px, a few steps: proves the plumbing (tests)
 """
 
@@ -93,8 +93,8 @@ class DiffusionConfig:
     """DDIM eta (0 = deterministic, 1 = DDPM-like)."""
     clip_x0: bool = False
     """Clip each x0 estimate to [-1, 1] while sampling. Off: v-prediction keeps the estimates in range, and clipping
-    pulls pixels at the edge of the range (the emoji's white background) inwards: on the default run KID 0.022
-    clipped, 0.019 not, and 7% of the samples' pixels pure white instead of 1.6% (real images: 31%)."""
+    pulls pixels at the edge of the range (the emoji's white background) inwards: one default model gave KID 0.028
+    clipped and 0.023 not, with 5.9% of its samples' pixels pure white instead of 1.3% (real images: 31%)."""
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
