@@ -225,8 +225,8 @@ def preset(name: str) -> ArtConfig:
         return replace(
             base,
             diffusion_train=replace(base.diffusion_train, steps=800, eval_every=400),
-            vae_train=replace(base.vae_train, steps=200, eval_every=100),
-            gan_train=replace(base.gan_train, steps=200, eval_every=100),
+            vae_train=replace(base.vae_train, steps=200, eval_every=100, checkpoint_every=100),
+            gan_train=replace(base.gan_train, steps=200, eval_every=100, checkpoint_every=100),
             diffusion=replace(base.diffusion, sample_steps=25),
             eval=replace(base.eval, per_class=8, classifier_steps=300, interp_pairs=2),
         )
@@ -263,7 +263,7 @@ def preset(name: str) -> ArtConfig:
             diffusion_train=replace(
                 base.diffusion_train, steps=30_000, batch_size=64, lr=2e-4, eval_every=5000, checkpoint_every=2000
             ),  # fmt: skip
-            vae_train=replace(base.vae_train, steps=10_000),
-            gan_train=replace(base.gan_train, steps=20_000, eval_every=5000),
+            vae_train=replace(base.vae_train, steps=10_000, eval_every=2500, checkpoint_every=2000),
+            gan_train=replace(base.gan_train, steps=20_000, eval_every=5000, checkpoint_every=2000),
         )
     raise ConfigError(f"unknown --preset {name!r}: choose one of {', '.join(PRESETS)}")

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecEnv
 
 from apps.worlds.config import AgentConfig
@@ -35,6 +36,14 @@ def resolve_algo(cfg: AgentConfig, action_space: gym.spaces.Space) -> str:
 
 def make_agent(cfg: AgentConfig, env: VecEnv, seed: int) -> BaseAlgorithm:
     """A fresh agent for `env` (single-threaded CPU torch; small MLPs gain nothing from a GPU)."""
+    agent = _build_agent(cfg, env, seed)
+    # SB3's default logger makes an empty $TMPDIR/SB3-<time> folder at every learn(), hundreds per run;
+    # our own progress and metrics go to the run folder, so its logger writes nowhere.
+    agent.set_logger(Logger(folder=None, output_formats=[]))
+    return agent
+
+
+def _build_agent(cfg: AgentConfig, env: VecEnv, seed: int) -> BaseAlgorithm:
     algo = resolve_algo(cfg, env.action_space)
     net = list(cfg.net)
     common = dict(env=env, seed=seed, device="cpu", verbose=0, learning_rate=cfg.learning_rate, gamma=cfg.gamma)

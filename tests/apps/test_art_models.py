@@ -39,3 +39,14 @@ def test_generate_and_interpolate_pass_the_configs_clipping(clip_x0, monkeypatch
     assert strips.shape == (2, 3, 3, s, s)
     assert [c["clip_x0"] for c in calls] == [clip_x0, clip_x0]
     assert calls[0]["sampler"] == cfg.diffusion.sampler and calls[0]["steps"] == cfg.diffusion.sample_steps
+
+
+@pytest.mark.parametrize("name", ["default", "demo", "portraits", "portraits-cpu"])
+def test_presets_checkpoint_and_evaluate_a_sensible_number_of_times(name):
+    # a preset that lengthens a run must lengthen its intervals too: a 20,000-step GAN that checkpointed every 300
+    # steps would write 66 checkpoints and evaluate as often
+    cfg = preset(name)
+    for kind in cfg.models:
+        train = cfg.train_config(kind)
+        assert 1 <= train.steps // train.checkpoint_every <= 16, (kind, train.steps, train.checkpoint_every)
+        assert 1 <= train.steps // train.eval_every <= 8, (kind, train.steps, train.eval_every)

@@ -3,6 +3,8 @@ DreamEnv, DreamVecEnv honours SB3's VecEnv contract and trains PPO/SAC/DQN, mode
 
 from __future__ import annotations
 
+import tempfile
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -203,7 +205,10 @@ def test_ppo_settings_reach_the_agent():
 
 
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
-def test_sb3_discrete_agents_train_in_the_dream(algo, tmp_path):
+def test_sb3_discrete_agents_train_in_the_dream(algo, tmp_path, monkeypatch):
+    # SB3's own logger would leave an empty $TMPDIR/SB3-<time> folder at every learn(); ours writes nowhere
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
     env = make_env("CartPole-v1")
     spec = spec_of(env, "CartPole-v1")
     model = WorldModel(spec, ModelConfig(2, (16,)))
@@ -213,6 +218,7 @@ def test_sb3_discrete_agents_train_in_the_dream(algo, tmp_path):
     agent = make_agent(AgentConfig(algo=algo, net=(8,)), venv, seed=0)
     agent.learn(300 if algo == "ppo" else 1100)
     assert agent.num_timesteps >= 300
+    assert not list(tmp_path.glob("SB3-*"))
 
 
 def test_sac_trains_in_a_box_action_dream(linear_model):
