@@ -161,7 +161,8 @@ def cmd_evaluate(cfg: ArtConfig, extra, data: RunData | None = None, models=None
         swd = ", ".join(
             f"{px} px {metrics[f'{kind}_swd_{px}']:.1f} (real {metrics[f'real_swd_{px}']:.1f})" for px in levels
         )
-        say(f"{kind}: KID {metrics[f'{kind}_kid']:.4f} (real {metrics['real_kid']:.4f}, noise "
+        spread = f" ± {metrics[f'{kind}_kid_sd_draws']:.4f}" if metrics.get(f"{kind}_draws", 1) > 1 else ""
+        say(f"{kind}: KID {metrics[f'{kind}_kid']:.4f}{spread} (real {metrics['real_kid']:.4f}, noise "
             f"{metrics['noise_kid']:.4f}, blur {metrics['blur_kid']:.4f}); SWD x1e3 {swd}; class accuracy "
             f"{metrics[f'{kind}_class_acc']:.2f} (chance {metrics['chance']:.2f}); memorisation ratio "
             f"{metrics[f'{kind}_mem_ratio']:.2f}")  # fmt: skip

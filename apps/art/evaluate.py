@@ -5,7 +5,9 @@ training images as the reference:
     real       held-out real images (the real-vs-real figure: what "as good as the data" reads as)
     noise      the held-out images with Gaussian noise (sd --eval.noise-sigma)
     blur       the held-out images blurred (sd --eval.blur-sigma px)
-    <model>    n samples per model, with the held-out images' labels (so the class mix is the real one)
+    <model>    n samples per model, with the held-out images' labels (so the class mix is the real one), drawn
+               --eval.draws times with different seeds: its figures are the means over the draws, and the sd
+               across draws (`<metric>_sd_draws`) says how far one draw's reading can be trusted
 Metrics per set: KID on fixed random features standardised with the reference, SWD per Laplacian-pyramid level
 (apps.art.metrics). Memorisation: every sample's nearest training image against the held-out images' own
 distances. Class recognition: a small CNN trained on the training images labels --eval.per-class samples of each
@@ -29,8 +31,10 @@ from apps.art.metrics import (
     closer_to_real,
     degrade_blur,
     degrade_noise,
+    mean_over_draws,
     memorisation,
     nearest_distances,
+    quality_keys,
     quality_table,
 )
 from apps.art.models import Trained, generate
@@ -64,6 +68,10 @@ def _save_nearest(path, samples: torch.Tensor, train: torch.Tensor, k: int = NEA
     _save_tensor(path, samples=samples[order], nearest=train[idx[order]], distance=dist[order].float())
 
 
+def _draw_name(kind: str, i: int) -> str:
+    return f"{kind}#{i}"
+
+
 def balanced_labels(num_classes: int, per_class: int) -> torch.Tensor:
     """(num_classes * per_class,) labels, class-major."""
     return torch.arange(num_classes).repeat_interleave(per_class)
@@ -87,13 +95,16 @@ def evaluate(cfg: ArtConfig, run: RunDir, data: RunData, models: dict[str, Train
     recog_labels = balanced_labels(k, e.per_class)
     samples, recog = {}, {}
     for kind, trained in models.items():
-        say(f"evaluate: sampling {n} + {len(recog_labels)} images from the {kind} (step {trained.step})")
-        samples[kind] = generate(trained, set_labels, cfg, seed=e.seed)
+        say(f"evaluate: sampling {e.draws} x {n} + {len(recog_labels)} images from the {kind} (step {trained.step})")
+        # draw 0 keeps seed e.seed (and recognition e.seed + 1) whatever --eval.draws is
+        seeds = [e.seed] + [e.seed + 1 + i for i in range(1, e.draws)]
+        draws = [generate(trained, set_labels, cfg, seed=s) for s in seeds]
         recog[kind] = generate(trained, recog_labels, cfg, seed=e.seed + 1)
-        sets[kind] = samples[kind]
+        samples[kind] = torch.cat(draws)  # memorisation reads every draw
+        sets |= {_draw_name(kind, i): x for i, x in enumerate(draws)}
         folder = run.samples / kind
         folder.mkdir(parents=True, exist_ok=True)
-        _save_tensor(folder / "eval.safetensors", images=samples[kind], labels=set_labels)
+        _save_tensor(folder / "eval.safetensors", images=samples[kind], labels=set_labels.repeat(e.draws))
         _save_tensor(folder / "recognition.safetensors", images=recog[kind], labels=recog_labels)
         _save_grid(folder / "eval.png", samples[kind][:64], 8, size)
         per = min(GALLERY_PER_CLASS, e.per_class)
@@ -104,7 +115,9 @@ def evaluate(cfg: ArtConfig, run: RunDir, data: RunData, models: dict[str, Train
     _save_tensor(run.samples / "real" / "eval.safetensors", images=held.images, labels=held.labels)
 
     say(f"evaluate: KID and SWD of {len(sets)} sets of {n} against {train.n} training images")
-    table = quality_table(sets, train.images, seed=e.seed)
+    per_set = quality_table(sets, train.images, seed=e.seed)
+    table = {name: row for name, row in per_set.items() if name in ("real", "noise", "blur")}
+    table |= {kind: mean_over_draws([per_set[_draw_name(kind, i)] for i in range(e.draws)]) for kind in models}
 
     say(f"evaluate: class recognition ({k} classes, classifier trained {e.classifier_steps} steps on real images)")
     clf = train_classifier(train.images, train.labels, k, steps=e.classifier_steps, seed=e.seed)
@@ -133,18 +146,18 @@ def evaluate(cfg: ArtConfig, run: RunDir, data: RunData, models: dict[str, Train
             metrics[f"{kind}_{metric}_closer_to_real"] = bool(ok)
     metrics["held_mem_median"] = next(iter(mem.values()))["median_held"] if mem else None
     if "diffusion" in models and "vae" in models:
-        for key in table["diffusion"]:
-            if key == "kid" or key.startswith("swd_"):
-                metrics[f"diffusion_beats_vae_{key}"] = bool(
-                    abs(table["diffusion"][key] - table["real"][key]) < abs(table["vae"][key] - table["real"][key])
-                )
+        for key in quality_keys(table["diffusion"]):
+            metrics[f"diffusion_beats_vae_{key}"] = bool(
+                abs(table["diffusion"][key] - table["real"][key]) < abs(table["vae"][key] - table["real"][key])
+            )
     metrics = {k_: v for k_, v in metrics.items() if v is not None}
     run.write_metrics(metrics)
     atomic_write_json(
         run.path / "eval.json",
         {"table": table, "memorisation": mem, "confusion": confusion, "classes": data.full.classes,
          "steps": {kind: t.step for kind, t in models.items()}, "recognition_per_class": e.per_class,
-         "degradations": {"noise_sigma": e.noise_sigma, "blur_sigma_px": e.blur_sigma}},
+         "degradations": {"noise_sigma": e.noise_sigma, "blur_sigma_px": e.blur_sigma}, "draws": e.draws,
+         "per_draw": {name: row for name, row in per_set.items() if "#" in name}},
     )  # fmt: skip
     return metrics
 

@@ -267,6 +267,8 @@ def metrics_section(page: Page, f: ArtRun) -> None:
         row = {"set": f.set_name(name), "n": f.value(name, "n")}
         row["KID ×1e3"] = finite(f.value(name, "kid")) and f.value(name, "kid") * 1e3
         row["± sd"] = finite(f.value(name, "kid_std")) and f.value(name, "kid_std") * 1e3
+        row["draws"] = finite(f.value(name, "draws"))
+        row["KID sd over draws ×1e3"] = finite(f.value(name, "kid_sd_draws")) and f.value(name, "kid_sd_draws") * 1e3
         row |= {f"SWD {k[4:]} px": finite(f.value(name, k)) for k in f.swd}
         acc = f.m.get("classifier_real_acc") if name == "real" else f.m.get(f"{name}_class_acc")
         row["class accuracy"] = finite(acc)
@@ -281,7 +283,8 @@ def metrics_section(page: Page, f: ArtRun) -> None:
     if not rows:
         page.text("metrics.json and eval.json are missing or hold no KID / SWD numbers: no metrics table.")
         return
-    formats = {"KID ×1e3": "{:.2f}", "± sd": "{:.2f}", "class accuracy": "{:.1%}", "memorisation ratio": "{:.2f}"}
+    formats = {"KID ×1e3": "{:.2f}", "± sd": "{:.2f}", "draws": "{:.0f}", "KID sd over draws ×1e3": "{:.2f}"}
+    formats |= {"class accuracy": "{:.1%}", "memorisation ratio": "{:.2f}"}
     formats |= {f"SWD {k[4:]} px": "{:.1f}" for k in f.swd}
     finest = f"; {f.swd[0][4:]} px is the finest level" if f.swd else ""
     page.table(
@@ -292,7 +295,9 @@ def metrics_section(page: Page, f: ArtRun) -> None:
         "nearer the training images, but read every number against the **real held-out** row: it is the floor set "
         "by sampling noise with this many images, and no model can be expected below it. The **noise** and "
         "**blur** rows are the same held-out images damaged on purpose; they show what visible damage costs on "
-        "each metric. The last column says whether each of the model's figures is nearer the real row's figure than "
+        "each metric. A model's figures are the means over `draws` independent sets of n samples; the sd over "
+        "draws is how far one set's reading moves (the real row is one fixed set, so it has none). "
+        "The last column says whether each of the model's figures is nearer the real row's figure than "
         "the noise and the blur rows' figures (the metrics where it is not are named). Class accuracy: the share "
         "of samples that a classifier "
         "trained on the real training images assigns to the class asked for (real row: its accuracy on held-out "

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from apps.art.config import preset
+from apps.art.config import EvalConfig, preset
 from apps.art.models import Trained, build_model, generate, interpolate
 from shared.config import replace
+from shared.errors import ConfigError
 
 
 def _tiny_diffusion(clip_x0: bool):
@@ -50,3 +51,8 @@ def test_presets_checkpoint_and_evaluate_a_sensible_number_of_times(name):
         train = cfg.train_config(kind)
         assert 1 <= train.steps // train.checkpoint_every <= 16, (kind, train.steps, train.checkpoint_every)
         assert 1 <= train.steps // train.eval_every <= 8, (kind, train.steps, train.eval_every)
+
+
+def test_eval_draws_must_be_at_least_one():
+    with pytest.raises(ConfigError, match="--eval.draws=0"):
+        EvalConfig(draws=0)

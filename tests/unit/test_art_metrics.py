@@ -19,6 +19,7 @@ from apps.art.metrics import (
     features,
     kid,
     laplacian_pyramid,
+    mean_over_draws,
     memorisation,
     nearest_distances,
     quality_table,
@@ -261,3 +262,21 @@ def test_classifier_checks_labels():
     x, y = stripes(10, 0)
     with pytest.raises(ConfigError, match="labels"):
         train_classifier(x, y + 3, 3, steps=1)
+
+
+def test_mean_over_draws_averages_each_figure_and_gives_its_spread():
+    rows = [
+        {"kid": 0.010, "kid_std": 0.002, "swd_32": 40.0, "swd_16": 20.0, "n": 280},
+        {"kid": 0.030, "kid_std": 0.004, "swd_32": 44.0, "swd_16": 20.0, "n": 280},
+    ]
+    out = mean_over_draws(rows)
+    assert out["kid"] == pytest.approx(0.02) and out["kid_std"] == pytest.approx(0.003)
+    assert out["kid_sd_draws"] == pytest.approx(0.02 / 2**0.5) and out["swd_16_sd_draws"] == 0.0
+    assert out["swd_32"] == pytest.approx(42.0) and out["swd_32_sd_draws"] == pytest.approx(8**0.5)
+    assert (out["n"], out["draws"]) == (280, 2) and "kid_std_sd_draws" not in out
+    assert mean_over_draws(rows[:1])["kid_sd_draws"] == 0.0
+    # the spreads are not figures of their own: closer_to_real still compares kid and each swd level only
+    table = {"model": out, "real": rows[0], "noise": rows[1], "blur": rows[1]}
+    assert set(closer_to_real(table, "model")) == {"kid", "swd_32", "swd_16"}
+    with pytest.raises(ConfigError, match="at least one"):
+        mean_over_draws([])
