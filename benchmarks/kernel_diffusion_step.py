@@ -19,7 +19,7 @@ from benchmarks.harness import kernel_row
 from shared.kernels.diffusion_step import diffusion_step
 
 NAME = "diffusion_step"
-SIZES = "64x3x64x64 images and 16x4x64x64 latents, float32: guided DDPM (v, clip, noise) and DPM-Solver++(2M) steps"
+SIZES = "64x3x64x64 images and 16x4x64x64 latents, float32: guided DDPM, DPM-Solver++(2M) and its SDE form"
 
 DEFAULT_SHAPES = [(64, 3, 64, 64), (16, 4, 64, 64)]
 TINY_SHAPES = [(2, 3, 8, 8), (1, 4, 5, 7)]
@@ -27,6 +27,7 @@ TINY_SHAPES = [(2, 3, 8, 8), (1, 4, 5, 7)]
 STEPS = [
     ("ddpm cfg v clip", "ddpm", {"prediction": "v", "clip_x0": True}),
     ("dpm++2m cfg 2nd order", "dpm++2m", {"prediction": "eps", "h_before": 0.3}),
+    ("dpm++2m-sde cfg v 2nd order", "dpm++2m-sde", {"prediction": "v", "h_before": 0.3}),
 ]
 
 
@@ -34,7 +35,7 @@ def _row(shape: tuple[int, ...], label: str, sampler: str, kwargs: dict, device:
     """The kernel against the eager reference for one step on float32 tensors of `shape` (B, C, H, W)."""
     g = torch.Generator(device=device).manual_seed(0)
     x_t, out_cond, out_uncond, x0_before = (torch.randn(shape, device=device, generator=g) for _ in range(4))
-    dpm = sampler == "dpm++2m"
+    dpm = sampler.startswith("dpm++")
     bytes_moved = ((4 if dpm else 3) + (2 if dpm else 1)) * x_t.numel() * 4  # inputs read + outputs written
 
     def call(backend: str):

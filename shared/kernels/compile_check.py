@@ -79,11 +79,12 @@ def _variants(op: str) -> Iterator[tuple[str, Callable[[], object]]]:
                 ("ddpm", "v", True, True),
                 ("dpm++2m", "v", True, True),
                 ("dpm++2m", "eps", False, False),
+                ("dpm++2m-sde", "v", False, True),  # second order with noise: HAS_BEFORE and NOISE together
             ):
-                h_before = 0.5 if sampler == "dpm++2m" else None
-                coef = step_coefficients(sampler, 0.5, 0.7, eta=0.0, h_before=h_before)
+                dpm = sampler.startswith("dpm++")
+                coef = step_coefficients(sampler, 0.5, 0.7, eta=0.0, h_before=0.5 if dpm else None)
                 yield f"{dtype} {sampler} {pred} clip={clip} guided={guided}", (
-                    lambda x=x, coef=coef, pred=pred, clip=clip, guided=guided, dpm=sampler == "dpm++2m": (
+                    lambda x=x, coef=coef, pred=pred, clip=clip, guided=guided, dpm=dpm: (
                         diffusion_step_triton(
                             x, x, x if guided else None, x if dpm else None, 7, coef,
                             guidance=1.5 if guided else 1.0, prediction=pred, clip_x0=clip, store_x0=dpm,

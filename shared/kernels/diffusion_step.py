@@ -1,7 +1,9 @@
 """One diffusion sampler step fused into one elementwise pass: guidance combine, x0/eps estimate, update and noise.
 
-Once the net has run, a DDIM (Song et al. 2021, eqs. 12 and 16), ancestral DDPM (Ho et al. 2020, eqs. 6-7, 15) or
-DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) step is elementwise over x_t (B, ...). Per element:
+Once the net has run, a DDIM (Song et al. 2021, eqs. 12 and 16), ancestral DDPM (Ho et al. 2020, eqs. 6-7, 15),
+DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) or SDE-DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", sec. 4 and
+appendix: the same multistep data prediction for the reverse SDE, with fresh noise each step) step is elementwise
+over x_t (B, ...). Per element:
 
     out    = u + w (c - u)                                     classifier-free guidance (Ho & Salimans 2022, eq. 6)
     x0_hat = (x_t - sqrt(1 - a_t) out) / sqrt(a_t)            eps prediction, or for v prediction (Salimans & Ho
@@ -11,12 +13,12 @@ DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) step is elementwise over x_t (B, 
     x_prev = c_x x_t + c_x0 x0_hat + c_eps eps + c_before x0_before + sigma z,   z ~ N(0, 1)
 
 where the scalar coefficients come from (a_t, a_prev, eta, sampler) on the host in float64 (`step_coefficients`,
-the same formulas as `shared.sampling.diffusion`'s ddim_step / ddpm_step / dpmpp_2m_step), c_before being the
-second-order DPM-Solver++ term on the previous step's x0_hat. The kernel reads x_t, c, (u), (x0_before) once,
-draws z = tl.randn(seed, i) at the flat (row-major) element index i of x_t as an int32 Philox counter, and writes
-x_prev and, for DPM-Solver++ whose next step needs it, x0_hat; it computes in float32 and stores in the promoted
-dtype of its inputs. `diffusion_step_ref` takes z as a tensor shaped like x_t, so a test can feed it
-`philox_normal(seed, arange(numel)).view(x_t.shape)`, the kernel's exact stream.
+the same formulas as `shared.sampling.diffusion`'s ddim_step / ddpm_step / dpmpp_2m_step / dpmpp_2m_sde_step),
+c_before being the second-order DPM-Solver++ term on the previous step's x0_hat. The kernel reads x_t, c, (u),
+(x0_before) once, draws z = tl.randn(seed, i) at the flat (row-major) element index i of x_t as an int32 Philox
+counter, and writes x_prev and, for DPM-Solver++ whose next step needs it, x0_hat; it computes in float32 and
+stores in the promoted dtype of its inputs. `diffusion_step_ref` takes z as a tensor shaped like x_t, so a test
+can feed it `philox_normal(seed, arange(numel)).view(x_t.shape)`, the kernel's exact stream.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from shared.errors import ConfigError
 from shared.kernels import backend as kernel_backend
 
 PREDICTIONS = ("eps", "v")
-SAMPLERS = ("ddim", "ddpm", "dpm++2m")
+SAMPLERS = ("ddim", "ddpm", "dpm++2m", "dpm++2m-sde")
+MULTISTEP = ("dpm++2m", "dpm++2m-sde")  # samplers whose second-order step reads the previous step's x0_hat
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 BLOCK = 1024
 
@@ -56,7 +59,8 @@ class StepCoefficients:
 
 
 class StepResult(NamedTuple):
-    """x_prev (B, ...); x0_hat (B, ...) or None (stored for dpm++2m or when asked); h (see StepCoefficients)."""
+    """x_prev (B, ...); x0_hat (B, ...) or None (stored for the DPM-Solver++ samplers or when asked); h (see
+    StepCoefficients)."""
 
     x_prev: torch.Tensor
     x0: torch.Tensor | None
@@ -72,7 +76,7 @@ def step_coefficients(
     sampler: str, alpha_bar_t: float, alpha_bar_prev: float, eta: float = 0.0, h_before: float | None = None
 ) -> StepCoefficients:
     """The scalars of one `sampler` step from a_t to a_prev, in float64. eta is DDIM's (ignored otherwise);
-    h_before (finite) makes DPM-Solver++(2M) second order, weighting the previous step's x0_hat."""
+    h_before (finite) makes DPM-Solver++(2M) and its SDE form second order, weighting the previous step's x0_hat."""
     a, ap = float(alpha_bar_t), float(alpha_bar_prev)
     roots = {"sqrt_a": math.sqrt(a), "sqrt_1m_a": math.sqrt(1 - a)}
     roots |= {"inv_sqrt_a": 1 / roots["sqrt_a"], "inv_sqrt_1m_a": 1 / roots["sqrt_1m_a"]}
@@ -88,12 +92,16 @@ def step_coefficients(
     if ap >= 1.0:  # DPM-Solver++ into clean data: sigma_prev = 0, e^-h = 0, x_prev = x0_hat
         return StepCoefficients(**roots, c_x0=1.0)
     h = _log_snr_half(ap) - _log_snr_half(a)
-    k = -math.sqrt(ap) * math.expm1(-h)  # x_prev = sqrt((1 - a_prev) / (1 - a_t)) x_t + k D
-    c_x = math.sqrt((1 - ap) / (1 - a))
-    if h_before is None or not math.isfinite(h_before):  # first order: D = x0_hat (DDIM with eta = 0)
-        return StepCoefficients(**roots, c_x=c_x, c_x0=k, h=h)
+    c_x, sigma = math.sqrt((1 - ap) / (1 - a)), 0.0
+    if sampler == "dpm++2m-sde":  # x_prev = (sigma_prev / sigma_t) e^-h x_t + alpha_prev (1 - e^-2h) D + noise
+        k = -math.sqrt(ap) * math.expm1(-2 * h)
+        c_x, sigma = c_x * math.exp(-h), math.sqrt((1 - ap) * -math.expm1(-2 * h))
+    else:  # x_prev = (sigma_prev / sigma_t) x_t + alpha_prev (1 - e^-h) D
+        k = -math.sqrt(ap) * math.expm1(-h)
+    if h_before is None or not math.isfinite(h_before):  # first order: D = x0_hat (ODE: DDIM with eta = 0)
+        return StepCoefficients(**roots, c_x=c_x, c_x0=k, sigma=sigma, h=h)
     half_inv_r = h / (2 * h_before)  # D = (1 + 1 / (2 r)) x0_hat - 1 / (2 r) x0_before, r = h_before / h
-    return StepCoefficients(**roots, c_x=c_x, c_x0=k * (1 + half_inv_r), c_before=-k * half_inv_r, h=h)
+    return StepCoefficients(**roots, c_x=c_x, c_x0=k * (1 + half_inv_r), c_before=-k * half_inv_r, sigma=sigma, h=h)
 
 
 def _out_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
@@ -244,9 +252,9 @@ def _check(x_t, out_cond, out_uncond, x0_before, alpha_bar_t, alpha_bar_prev, sa
         )
     if not eta >= 0.0:
         raise ConfigError(f"eta={eta} must be >= 0 (0 = deterministic DDIM, 1 = DDPM-like)")
-    if (sampler == "ddpm" or (sampler == "ddim" and eta > 0)) and alpha_bar_prev < alpha_bar_t:
+    if (sampler in ("ddpm", "dpm++2m-sde") or (sampler == "ddim" and eta > 0)) and alpha_bar_prev < alpha_bar_t:
         raise ConfigError(f"a stochastic {sampler} step needs alpha_bar_prev >= alpha_bar_t (it denoises)")
-    if x0_before is not None and sampler != "dpm++2m":
+    if x0_before is not None and sampler not in MULTISTEP:
         raise ConfigError(f"x0_before is DPM-Solver++(2M)'s memory; sampler {sampler!r} takes none")
 
 
@@ -273,8 +281,9 @@ def diffusion_step(
     out_cond: the net's eps or v (`prediction`) for x_t (B, ...); out_uncond: its null-class output, combined
     with guidance weight w as u + w (c - u) (None: no guidance, w must be 1). alpha_bar_t / alpha_bar_prev:
     floats from the schedule (alpha_bar_prev = 1 after the last timestep). sampler "ddim" (with eta), "ddpm"
-    (ancestral) or "dpm++2m"; for the latter pass the previous step's x0_hat and h as x0_before / h_before to
-    take a second-order step (None: first order). x0_hat is returned for dpm++2m or when return_x0.
+    (ancestral), "dpm++2m" or "dpm++2m-sde" (stochastic); for the last two pass the previous step's x0_hat and h
+    as x0_before / h_before to take a second-order step (None: first order). x0_hat is returned for them or when
+    return_x0.
     Noise: backend "torch" draws torch.randn(x_t.shape, generator=generator) when the step is stochastic;
     "triton" draws a Philox seed from `generator` and the kernel's stream. "auto" runs Triton on CUDA tensors.
     """
@@ -282,7 +291,7 @@ def diffusion_step(
     _check(x_t, out_cond, out_uncond, x0_before, a_t, a_prev, sampler, float(eta), prediction)
     if out_uncond is None and guidance != 1.0:
         raise ConfigError(f"guidance={guidance} needs out_uncond, the net's null-class output (or use guidance=1)")
-    second_order = sampler == "dpm++2m" and x0_before is not None and h_before is not None
+    second_order = sampler in MULTISTEP and x0_before is not None and h_before is not None
     coef = step_coefficients(sampler, a_t, a_prev, float(eta), float(h_before) if second_order else None)
     x0_before = x0_before if coef.c_before != 0 else None
     impl = kernel_backend.resolve(backend, *[t for t in (x_t, out_cond, out_uncond, x0_before) if t is not None])
@@ -292,7 +301,7 @@ def diffusion_step(
         impl = "torch"
     if impl == "triton" and x_t.numel() >= 2**31:
         raise ConfigError(f"diffusion_step's kernel indexes with int32: split the batch ({x_t.numel()} elements)")
-    keep_x0 = sampler == "dpm++2m" or return_x0
+    keep_x0 = sampler in MULTISTEP or return_x0
     if impl == "triton":
         seed = kernel_backend.seed_from(generator) if coef.sigma > 0 else 0
         x_prev, x0 = diffusion_step_triton(

@@ -6,8 +6,9 @@ eps. A sampler visits a decreasing subsequence tau_S > ... > tau_1 of {0..T-1} a
 x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) (Ho et al. eq. 15), optionally clipped to [-1, 1]. No function here
 draws random numbers from a global stream: noise is passed in, or drawn from the `generator` given to the loop.
 The generative family (`shared.generative.diffusion.Diffusion`) supplies the network as `model_fn(x_t, t)`.
-The step functions below are the readable maths; `sample_loop` runs each step as one fused elementwise pass with
-the same formulas (`shared.kernels.diffusion_step`, a Triton kernel on CUDA).
+The step functions below (DDIM, DDPM, DPM-Solver++(2M) and its SDE form) are the readable maths; `sample_loop`
+runs each step as one fused elementwise pass with the same formulas (`shared.kernels.diffusion_step`, a Triton
+kernel on CUDA).
 
 The network predicts either the noise ("eps", Ho et al. 2020) or the velocity ("v", Salimans & Ho 2022, sec. 4):
 v = sqrt(a_t) eps - sqrt(1 - a_t) x_0, so x0_hat = sqrt(a_t) x_t - sqrt(1 - a_t) v. With eps, x0_hat divides the
@@ -185,15 +186,51 @@ def dpmpp_2m_step(
     a_t, a_prev = _ab(alpha_bar_t, x_t), _ab(alpha_bar_prev, x_t)
     if float(a_prev) >= 1.0:
         return x0, torch.full_like(a_t, float("inf"))
+    h, d = _multistep_data(x0, x0_before, a_t, a_prev, h_before)
+    ratio = torch.sqrt((1 - a_prev) / (1 - a_t))
+    return ratio * x_t - torch.sqrt(a_prev) * torch.expm1(-h) * d, h
+
+
+def _multistep_data(x0, x0_before, a_t, a_prev, h_before) -> tuple[torch.Tensor, torch.Tensor]:
+    """DPM-Solver++(2M)'s (h, D): h = lambda_prev - lambda_t, D = x0 (first order) or the multistep combination
+    (1 + 1 / (2 r)) x0 - 1 / (2 r) x0_before with r = h_before / h."""
     lam_t = 0.5 * (torch.log(a_t) - torch.log1p(-a_t))
     lam_prev = 0.5 * (torch.log(a_prev) - torch.log1p(-a_prev))
     h = lam_prev - lam_t
-    d = x0
-    if x0_before is not None and h_before is not None and math.isfinite(float(h_before)):
-        r = h_before / h
-        d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_before
+    if x0_before is None or h_before is None or not math.isfinite(float(h_before)):
+        return h, x0
+    r = h_before / h
+    return h, (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_before
+
+
+def dpmpp_2m_sde_step(
+    x_t: torch.Tensor,
+    x0: torch.Tensor,
+    x0_before: torch.Tensor | None,
+    alpha_bar_t,
+    alpha_bar_prev,
+    h_before: torch.Tensor | float | None = None,
+    noise: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SDE-DPM-Solver++(2M) step (Lu et al. 2022, "DPM-Solver++", sec. 4: the data-prediction solver of the
+    reverse diffusion SDE, second order by the same multistep rule as `dpmpp_2m_step`), x_t -> x_prev; returns
+    (x_prev, h). With the notation of `dpmpp_2m_step`:
+
+        x_prev = (sigma_prev / sigma_t) e^-h x_t + alpha_prev (1 - e^-2h) D + sigma_prev sqrt(1 - e^-2h) z.
+
+    Against the ODE step, x_t's weight shrinks by e^-h and fresh noise z (B, ...) replaces what it carried: each
+    step forgets part of the path's error instead of carrying it to the end (Karras et al. 2022, sec. 4, on why
+    stochastic samplers forgive an imperfect net). a_prev = 1 returns x0; `noise` may be None only then.
+    """
+    a_t, a_prev = _ab(alpha_bar_t, x_t), _ab(alpha_bar_prev, x_t)
+    if float(a_prev) >= 1.0:
+        return x0, torch.full_like(a_t, float("inf"))
+    if noise is None:
+        raise ValueError("dpmpp_2m_sde_step needs `noise` (B, ...) except on the last step")
+    h, d = _multistep_data(x0, x0_before, a_t, a_prev, h_before)
     ratio = torch.sqrt((1 - a_prev) / (1 - a_t))
-    return ratio * x_t - torch.sqrt(a_prev) * torch.expm1(-h) * d, h
+    x_prev = ratio * torch.exp(-h) * x_t - torch.sqrt(a_prev) * torch.expm1(-2 * h) * d
+    return x_prev + torch.sqrt((1 - a_prev) * -torch.expm1(-2 * h)) * noise, h
 
 
 def _alphas_cumprod(schedule) -> torch.Tensor:
@@ -218,12 +255,13 @@ def sample_loop(
 
     schedule: a NoiseSchedule or its (T,) alphas_cumprod. sampler "ddim" uses `eta`; "ddpm" is ancestral
     sampling with the posterior variance; "dpm++2m" is the deterministic second-order multistep DPM-Solver++
-    (better than DDIM at the same number of net calls, Lu et al. 2022). Fresh noise for each stochastic step
-    comes from `generator` (on the device of x_T) when given, else from torch's global stream. `model_fn`
-    returns eps or v (`prediction`), or the pair (out_cond, out_uncond) that each step combines with the
-    guidance weight as u + w (c - u). Each step, guidance combine included, is one fused elementwise pass
-    (`shared.kernels.diffusion_step`: the same maths as ddim_step / ddpm_step / dpmpp_2m_step above; `backend`
-    "auto" runs its Triton kernel on CUDA, with the kernel's own noise stream). Call under torch.no_grad().
+    (better than DDIM at the same number of net calls, Lu et al. 2022); "dpm++2m-sde" its stochastic form, which
+    forgives a briefly trained net's errors better at the same cost (the art app's default). Fresh noise for each
+    stochastic step comes from `generator` (on the device of x_T) when given, else from torch's global stream.
+    `model_fn` returns eps or v (`prediction`), or the pair (out_cond, out_uncond) that each step combines with
+    the guidance weight as u + w (c - u). Each step, guidance combine included, is one fused elementwise pass
+    (`shared.kernels.diffusion_step`: the same maths as the step functions above; `backend` "auto" runs its
+    Triton kernel on CUDA, with the kernel's own noise stream). Call under torch.no_grad().
     """
     check_prediction(prediction)
     if sampler not in SAMPLERS:

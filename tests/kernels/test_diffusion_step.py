@@ -13,7 +13,7 @@ from shared.errors import ConfigError
 from shared.kernels import backend
 from shared.kernels.diffusion_step import diffusion_step, diffusion_step_ref, step_coefficients
 from shared.kernels.philox import philox_normal
-from shared.sampling.diffusion import cfg_combine, ddim_step, ddpm_step, dpmpp_2m_step, x0_and_eps
+from shared.sampling.diffusion import cfg_combine, ddim_step, ddpm_step, dpmpp_2m_sde_step, dpmpp_2m_step, x0_and_eps
 
 triton = pytest.importorskip("triton")
 
@@ -28,6 +28,9 @@ STEPS = [
     ("dpm++2m", 0.0, 0.3, 0.6, None),
     ("dpm++2m", 0.0, 0.3, 0.6, 0.4),
     ("dpm++2m", 0.0, 0.3, 1.0, 0.4),
+    ("dpm++2m-sde", 0.0, 0.3, 0.6, None),
+    ("dpm++2m-sde", 0.0, 0.3, 0.6, 0.4),
+    ("dpm++2m-sde", 0.0, 0.3, 1.0, 0.4),
 ]
 
 
@@ -45,7 +48,7 @@ def _philox_seed(generator_seed: int) -> int:
 def _check_kernel(shape, dtype, step, prediction, clip, guided, rtol, atol):
     sampler, eta, a_t, a_prev, h_before = step
     x, c, u, b = _inputs(shape, dtype)
-    b = b if sampler == "dpm++2m" and h_before is not None else None
+    b = b if sampler.startswith("dpm++") and h_before is not None else None
     w = 2.5 if guided else 1.0
     kw = {"sampler": sampler, "eta": eta, "prediction": prediction, "clip_x0": clip, "return_x0": True}
     got = diffusion_step(
@@ -92,7 +95,8 @@ def test_kernel_mixes_dtypes_like_autocast():
 @pytest.mark.parametrize("prediction", ["eps", "v"])
 @pytest.mark.parametrize("clip", [False, True])
 def test_fused_step_equals_the_step_functions(impl, prediction, clip):
-    """The fused step = cfg_combine then ddim_step / ddpm_step / x0_and_eps + dpmpp_2m_step, fed the same noise."""
+    """The fused step = cfg_combine then ddim_step / ddpm_step / x0_and_eps + dpmpp_2m_step or dpmpp_2m_sde_step, fed
+    the same noise."""
     x, c, u, b = _inputs((3, 5, 7))
     out = cfg_combine(c, u, 2.5)
     common = {"out_uncond": u, "guidance": 2.5, "prediction": prediction, "clip_x0": clip, "backend": impl}
@@ -112,6 +116,11 @@ def test_fused_step_equals_the_step_functions(impl, prediction, clip):
     x0, _ = x0_and_eps(x, out, torch.tensor(0.3), prediction, clip)
     want, h = dpmpp_2m_step(x, x0, b, torch.tensor(0.3), torch.tensor(0.6), torch.tensor(0.4))
     got = diffusion_step(x, c, 0.3, 0.6, sampler="dpm++2m", x0_before=b, h_before=0.4, **common)
+    torch.testing.assert_close(got.x_prev, want, rtol=1e-5, atol=2e-6)
+    torch.testing.assert_close(got.x0, x0, rtol=1e-5, atol=2e-6)
+    assert abs(got.h - float(h)) < 1e-6
+    want, h = dpmpp_2m_sde_step(x, x0, b, torch.tensor(0.3), torch.tensor(0.6), torch.tensor(0.4), noise(3))
+    got = diffusion_step(x, c, 0.3, 0.6, sampler="dpm++2m-sde", x0_before=b, h_before=0.4, generator=g(3), **common)
     torch.testing.assert_close(got.x_prev, want, rtol=1e-5, atol=2e-6)
     torch.testing.assert_close(got.x0, x0, rtol=1e-5, atol=2e-6)
     assert abs(got.h - float(h)) < 1e-6
@@ -179,7 +188,7 @@ def test_bench_rows_at_toy_sizes():
     from benchmarks.kernel_diffusion_step import NAME, rows
 
     out = rows(torch.device("cpu"), None, tiny=True)
-    assert len(out) == 4 and all(NAME in r["name"] for r in out)
+    assert len(out) == 6 and all(NAME in r["name"] for r in out)
     assert all(r["ours_s"] > 0 and r["peer_s"] > 0 and r["achieved_GBps"] > 0 for r in out)
 
 
@@ -191,7 +200,7 @@ def test_kernel_on_cuda(dtype, tol):
     x, c, u, b = (t.cuda() for t in _inputs((64, 3, 33, 33), dtype))
     for sampler, eta, a_t, a_prev, h_before in STEPS:
         for prediction, clip in (("eps", False), ("v", True)):
-            before = b if sampler == "dpm++2m" and h_before is not None else None
+            before = b if sampler.startswith("dpm++") and h_before is not None else None
             kw = {"sampler": sampler, "eta": eta, "prediction": prediction, "clip_x0": clip, "return_x0": True}
             gen = torch.Generator(device="cuda").manual_seed(5)
             got = diffusion_step(

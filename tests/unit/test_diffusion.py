@@ -18,6 +18,7 @@ from shared.sampling.diffusion import (
     ddim_step,
     ddim_timesteps,
     ddpm_step,
+    dpmpp_2m_sde_step,
     dpmpp_2m_step,
     sample_loop,
     v_target,
@@ -214,6 +215,7 @@ def test_min_snr_weighting_is_min_snr_gamma_times_the_x0_error(prediction):
         ({"sampler": "ddpm", "steps": 1000}, 0.02),  # the full ancestral chain
         ({"sampler": "ddpm", "steps": 50}, 0.08),  # strided chain with beta-tilde variance: ~6% low
         ({"sampler": "dpm++2m", "steps": 20}, 0.01),  # second order: within 0.2% where DDIM-20 is 7% low
+        ({"sampler": "dpm++2m-sde", "steps": 50}, 0.03),  # std ~2% high; -0.2% at 200 steps (it converges)
     ],
 )
 @pytest.mark.parametrize("prediction", ["eps", "v"])
@@ -341,10 +343,14 @@ def _old_sample_loop(model_fn, x_T, ab, timesteps, sampler, eta, generator, clip
         a_t = ab[t]
         a_prev = ab[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.ones_like(a_t)
         out = model_fn(x, t.expand(x.shape[0]))
-        if sampler == "dpm++2m":
+        if sampler in ("dpm++2m", "dpm++2m-sde"):
             x0, _ = x0_and_eps(x, out, a_t, prediction, clip_x0)
-            final = i + 2 >= len(timesteps)
-            x, h_before = dpmpp_2m_step(x, x0, None if final else x0_before, a_t, a_prev, h_before)
+            before = None if i + 2 >= len(timesteps) else x0_before
+            if sampler == "dpm++2m":
+                x, h_before = dpmpp_2m_step(x, x0, before, a_t, a_prev, h_before)
+            else:
+                z = torch.randn(x.shape, generator=generator, dtype=x.dtype) if i + 1 < len(timesteps) else None
+                x, h_before = dpmpp_2m_sde_step(x, x0, before, a_t, a_prev, h_before, z)
             x0_before = x0
             continue
         stochastic = i + 1 < len(timesteps) and (sampler == "ddpm" or eta > 0)
@@ -356,13 +362,16 @@ def _old_sample_loop(model_fn, x_T, ab, timesteps, sampler, eta, generator, clip
     return x
 
 
-@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 0.6), ("ddpm", 0.0), ("dpm++2m", 0.0)])
+@pytest.mark.parametrize(
+    "sampler,eta", [("ddim", 0.0), ("ddim", 0.6), ("ddpm", 0.0), ("dpm++2m", 0.0), ("dpm++2m-sde", 0.0)]
+)
 @pytest.mark.parametrize("prediction", ["eps", "v"])
 @pytest.mark.parametrize("clip_x0", [False, True])
 @pytest.mark.parametrize("guidance", [1.0, 2.5])
 def test_fused_sample_loop_matches_the_step_functions(sampler, eta, prediction, clip_x0, guidance):
     """sample (its fused steps, PyTorch reference on CPU, CFG combined inside the step) = the old composition of
-    cfg_combine and ddim_step / ddpm_step / dpmpp_2m_step, same generator stream, up to float rounding."""
+    cfg_combine and ddim_step / ddpm_step / dpmpp_2m_step / dpmpp_2m_sde_step, same generator stream, up to float
+    rounding."""
     model = _gaussian_family(num_classes=3, prediction=prediction)
     y = torch.tensor([0, 1, 2, 1, 0, 2, 2, 1])
     x_T = 2 * torch.randn(8, 1, generator=torch.Generator().manual_seed(0))
