@@ -1,8 +1,9 @@
 """Benchmark of the fused diffusion sampler step (`shared.kernels.diffusion_step`) against its PyTorch eager reference.
 
 Default sizes: sampling 64 images 3x64x64 (the art app's pixel space) and 16 latents 4x64x64 (a latent-diffusion
-batch), float32, each with two steps: a guided ancestral DDPM step (CFG combine, v prediction, clip of x0, fresh
-noise) and a guided second-order DPM-Solver++(2M) step (reads the previous step's x0_hat, writes its own). The
+batch), float32, each with three steps: a guided ancestral DDPM step (CFG combine, v prediction, clip of x0, fresh
+noise), a guided second-order DPM-Solver++(2M) step (reads the previous step's x0_hat, writes its own) and the same
+step of its SDE form (v prediction, fresh noise: the art app's default sampler). The
 kernel runs through the dispatcher with backend "triton", the reference with backend "torch" (torch.randn from a
 device generator, then one eager pass per elementwise operation, about fifteen), on the same inputs; the harness
 times each with 1 warm-up and reports the median of 5 repeats. bytes_moved is the least traffic of one step:
