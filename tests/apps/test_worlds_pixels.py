@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 from stable_baselines3 import PPO
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecCheckNan, VecMonitor
 
 from apps.worlds.latent import (
@@ -124,6 +125,7 @@ def test_dream_trains_an_sb3_agent():
     venv, _, _ = _dream(_net(), n_envs=4, horizon=8)
     env = VecMonitor(VecCheckNan(venv, raise_exception=True))
     agent = PPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    agent.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default would leave an empty $TMPDIR/SB3-<time>
     agent.learn(64)
     assert agent.num_timesteps >= 64 and len(agent.ep_info_buffer) > 0
 
