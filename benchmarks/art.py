@@ -12,7 +12,8 @@ two nets have the same layers and, for these configs, exactly the same parameter
 
 Rows (batch 64, 32 px RGB, 9 classes, on the device `resolve_device("auto")` picks):
     train   one optimiser step (forward loss, backward, clip at cfg grad_clip, AdamW), under bf16 autocast as the app
-            trains (cfg.diffusion_train.amp = True), and again in float32; images/s = 64 x steps / time.
+            trains (cfg.diffusion_train.amp = True), and again in float32; images/s = 64 x steps / time. Where the
+            device has no native bf16 (`shared.runtime.native_bf16`) the app trains in float32: that row only.
     sample  50 DDIM steps (eta 0) with classifier-free guidance w = 1.5 at batch 64: every step is one net call on
             the conditional and null-class halves batched together (2 x 64), ours via `Diffusion.sample`, the peer via
             `DDIMScheduler` (same schedule, "trailing" spacing, x0 clipped with eps re-derived from it, as ours).
@@ -24,7 +25,6 @@ still timed and the peer columns say that it is missing (NaN).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import math
 import os
@@ -41,7 +41,7 @@ from apps.art.config import ArtConfig, preset
 from benchmarks.harness import median_time
 from shared.errors import ConfigError
 from shared.nets.unet import norm_groups
-from shared.runtime import resolve_device
+from shared.runtime import bf16_autocast, native_bf16, resolve_device, use_bf16
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # diffusers is only built from configs here: never ask the Hub
 
@@ -175,10 +175,6 @@ class DiffusersDDPM(nn.Module):
 # ---- the benchmark rows -----------------------------------------------------------------------------------------
 
 
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
-
-
 def _train_step(model: nn.Module, batch, cfg: ArtConfig, amp: bool, device: torch.device):
     """A closure doing one optimiser step as the app's loop does (AdamW, forward under autocast, clip, step)."""
     tcfg = cfg.diffusion_train
@@ -186,7 +182,7 @@ def _train_step(model: nn.Module, batch, cfg: ArtConfig, amp: bool, device: torc
 
     def step():
         opt.zero_grad(set_to_none=True)
-        with _autocast(device, amp):
+        with bf16_autocast(device, amp):
             loss = model(batch)
         loss.backward()
         if tcfg.grad_clip > 0:
@@ -277,11 +273,14 @@ def setup() -> Setup:
 
 def train_rows(b: Setup) -> list[dict]:
     """One row per autocast setting, the app's first: seconds per optimiser step, img/s in `sizes`."""
-    app_amp, s = b.cfg.diffusion_train.amp, b.cfg.data.image_size
+    app_amp, s = use_bf16(b.device, b.cfg.diffusion_train.amp), b.cfg.data.image_size
     # Optimiser steps per timed call and repeats: about a minute for both rows on 2 CPU cores.
     steps, repeats = (20, 5) if b.device.type == "cuda" else (3, 5)
     rows = []
-    for amp in (app_amp, not app_amp):
+    # Where bf16 is emulated (no AVX512-BF16 / AMX) the app trains in float32 and a bf16 row would only time the
+    # emulation (~10x slower), so there is one row.
+    settings = (app_amp, not app_amp) if native_bf16(b.device.type) else (False,)
+    for amp in settings:
         label = "bf16 autocast" if amp else "float32"
         setting = "as the app trains" if amp == app_amp else "the other setting"
         one = {k: _train_step(m, b.batch, b.cfg, amp, b.device) for k, m in b.models.items()}
@@ -298,10 +297,10 @@ def train_rows(b: Setup) -> list[dict]:
 
 def sample_row(b: Setup) -> dict:
     """Seconds for 50 guided DDIM steps at batch 64 under the app's autocast setting, img/s in `sizes`."""
-    amp, y = b.cfg.diffusion_train.amp, b.batch[1]
+    amp, y = use_bf16(b.device, b.cfg.diffusion_train.amp), b.batch[1]
 
     def draw(model: nn.Module, steps: int = SAMPLE_STEPS) -> None:
-        with _autocast(b.device, amp):
+        with bf16_autocast(b.device, amp):
             model.sample(BATCH, cond=y, steps=steps, eta=0.0, guidance=GUIDANCE, x_T=b.x_T)
 
     for m in b.models.values():

@@ -20,7 +20,6 @@ better. Results: benchmarks/results/art-vs-diffusers-<preset>-<device>-<date>.js
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from datetime import date
@@ -36,7 +35,7 @@ from shared.atomic import atomic_write_json, atomic_write_text
 from shared.cli import OneLineParser, run_main
 from shared.config import replace, to_dict
 from shared.errors import ConfigError
-from shared.runtime import resolve_device, seed_everything, set_cpu_threads
+from shared.runtime import bf16_autocast, resolve_device, seed_everything, set_cpu_threads, use_bf16
 from shared.training import TrainConfig
 from shared.training.ema import EMA
 from shared.training.loop import lr_at
@@ -45,10 +44,6 @@ from shared.training.loop import lr_at
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
 def train(model: torch.nn.Module, batches, tcfg: TrainConfig, device: torch.device, seed: int, desc: str):
@@ -68,7 +63,7 @@ def train(model: torch.nn.Module, batches, tcfg: TrainConfig, device: torch.devi
             group["lr"] = lr_at(step, tcfg)
         x, y = (t.to(device, non_blocking=True) for t in batches.batch(step))
         opt.zero_grad(set_to_none=True)
-        with _autocast(device, tcfg.amp):
+        with bf16_autocast(device, tcfg.amp):
             loss = model((x, y))
         loss.backward()
         if tcfg.grad_clip > 0:
@@ -95,7 +90,7 @@ def draw(model, x_T: torch.Tensor, labels: torch.Tensor, steps: int, guidance: f
     t0 = time.perf_counter()
     out = []
     for x, y in zip(x_T.split(batch), labels.split(batch)):
-        with _autocast(device, amp):
+        with bf16_autocast(device, amp):
             img = model.sample(len(y), cond=y.to(device), x_T=x.to(device), steps=steps, eta=0.0, guidance=guidance)
         out.append(from_unit(img.float().cpu()))
     _sync(device)
@@ -162,7 +157,7 @@ def compare(cfg: ArtConfig, device: torch.device, sample_steps: int, guidance: f
             "lr_schedule": tcfg.lr_schedule,
             "ema_decay": tcfg.ema_decay,
             "grad_clip": tcfg.grad_clip,
-            "amp_bf16": tcfg.amp,
+            "amp_bf16": use_bf16(device, tcfg.amp),
             "seed": tcfg.seed,
         },
         "sampling": {"sampler": "DDIM", "steps": sample_steps, "eta": 0.0, "guidance": guidance, "n": held.n},

@@ -168,7 +168,8 @@ class EvalConfig:
 
 def _diffusion_train() -> TrainConfig:
     # bf16 autocast raises a CPU's UNet throughput where the CPU has AMX / AVX512-BF16 (measured at 32 px on 2
-    # cores: 250 vs 119 images/s with AMX, 135 vs 85 on an AVX512-BF16 EPYC); the loss stays float32.
+    # cores: 250 vs 119 images/s with AMX, 135 vs 85 on an AVX512-BF16 EPYC); the loss stays float32. A CPU without
+    # them (AVX2 only: a Zen 3 EPYC ran 3.2 images/s emulated, 41 in float32) trains in float32: the loop checks.
     # lr 2e-3 (with dropout 0) learns fastest of the settings tried on the emoji: at 1,800 steps of 64, KID 0.027
     # against 0.030 at 1e-3; 4e-3 no better. Batches of 32 run as many images/s on 2 cores as batches of 64, and
     # twice the steps over the same images gave KID 0.019 against 0.023 (2026-12-07, one seed each, unclipped

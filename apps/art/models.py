@@ -15,7 +15,6 @@ interpolation functions is uint8 (N, 3, S, S), the format of the metrics and gal
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +28,7 @@ from shared.generative.gan import GAN
 from shared.generative.vae import VAE
 from shared.nets.conv import ConvDecoder, ConvEncoder
 from shared.nets.unet import UNet
+from shared.runtime import bf16_autocast
 from shared.sampling.interpolation import interpolation_path, slerp
 from shared.training import checkpoint as ckpt
 
@@ -108,10 +108,6 @@ def load_trained(kind: str, cfg: ArtConfig, folder, device: torch.device) -> Tra
     return Trained(kind, model, classes, chosen.step, cfg.train_config(kind).amp)
 
 
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
-
-
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -133,7 +129,7 @@ def generate(
     out = []
     for chunk in labels.split(batch):
         y = chunk.to(device)
-        with _autocast(device, trained.amp):
+        with bf16_autocast(device, trained.amp):
             if trained.kind == "diffusion":
                 d = cfg.diffusion
                 x = model.sample(
@@ -173,13 +169,13 @@ def interpolate(
         x = model.interpolate(to_unit(x_a).to(device), to_unit(x_b).to(device), steps, cond=y)  # (steps, P, ...)
     else:
         n = cfg.diffusion.sample_steps
-        with _autocast(device, trained.amp):
+        with bf16_autocast(device, trained.amp):
             noise = model.ddim_invert(to_unit(torch.cat([x_a, x_b])).to(device), cond=y.repeat(2), steps=n).float()
         na, nb = noise.chunk(2)  # (P, 3, S, S) each
         t = torch.linspace(0, 1, steps, device=device).view(steps, 1, 1)
         path = slerp(na.flatten(1)[None], nb.flatten(1)[None], t)  # (steps, P, D)
         x_t = path.reshape(steps * p, *na.shape[1:])
-        with _autocast(device, trained.amp):
+        with bf16_autocast(device, trained.amp):
             x = model.sample(
                 steps * p, cond=y.repeat(steps), x_T=x_t, steps=n, eta=0.0, guidance=1.0, clip_x0=cfg.diffusion.clip_x0
             )  # fmt: skip

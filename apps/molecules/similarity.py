@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from shared.runtime import native_bf16
+
 
 def _matmul_dtype(device: torch.device, max_count: float) -> torch.dtype:
     """A matmul dtype whose products of 0/1 matrices are exact intersection counts.
@@ -20,16 +22,9 @@ def _matmul_dtype(device: torch.device, max_count: float) -> torch.dtype:
     """
     if device.type == "cuda" and max_count <= 2048:
         return torch.float16
-    if device.type == "cpu" and max_count <= 256 and _fast_cpu_bf16():
+    if device.type == "cpu" and max_count <= 256 and native_bf16("cpu"):
         return torch.bfloat16
     return torch.float32
-
-
-def _fast_cpu_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a build without oneDNN: stay in float32
-        return False
 
 
 def tanimoto_reduce(

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from shared.config import to_dict
 from shared.errors import CheckpointError, ConfigError, GenlabError
 from shared.runs import RunDir
-from shared.runtime import resolve_device, seed_everything
+from shared.runtime import bf16_autocast, resolve_device, seed_everything, use_bf16
 from shared.training import checkpoint as ckpt
 from shared.training import distributed as ddp
 from shared.training.batches import BatchSource, StepBatches
@@ -63,7 +63,8 @@ class TrainConfig:
     ema_decay: float = 0.0
     """Keep an exponential moving average of the weights with this decay (0 = no EMA); sampling uses it."""
     amp: bool = False
-    """Mixed precision: run forward passes under bfloat16 autocast."""
+    """Mixed precision: run forward passes under bfloat16 autocast, where the device runs bf16 natively (a GPU from
+    Ampere on; a CPU with AVX512-BF16 or AMX). Elsewhere the loop says so once and trains in float32."""
     log_every: int = 50
     """Write a record to train.jsonl every this many steps."""
     eval_every: int = 0
@@ -236,7 +237,7 @@ def fit(
             print(f"{desc}: resuming from {chosen.path} (step {start})", file=sys.stderr)
 
     net = ddp.wrap(model, device, info, find_unused=len(objectives) > 1)
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.amp else contextlib.nullcontext
+    amp = use_bf16(device, cfg.amp, who=desc if info.is_main else None)  # float32 where bf16 would be emulated
     bar = tqdm(
         total=cfg.steps,
         initial=start,
@@ -298,7 +299,7 @@ def fit(
                     opt = optimizers[name]
                     for _ in range(repeats):
                         opt.zero_grad(set_to_none=True)
-                        with autocast():
+                        with bf16_autocast(device, amp):
                             loss = net(batch, name)
                         loss.backward()
                         if cfg.grad_clip > 0:
