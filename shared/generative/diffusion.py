@@ -25,6 +25,7 @@ from shared.sampling.diffusion import (
     check_prediction,
     ddim_invert_loop,
     ddim_timesteps,
+    guidance_at,
     sample_loop,
     v_target,
 )
@@ -230,13 +231,16 @@ class Diffusion(nn.Module):
         x_T: torch.Tensor | None = None,
         clip_x0: bool = True,
         backend: str = "auto",
+        guidance_interval: tuple[float, float] | None = None,
     ) -> torch.Tensor:
         """Draw n samples (n, *sample_shape) with `steps` evenly spaced timesteps (steps = T: the full chain).
 
         cond: class id(s) or None (unconditional = null class). sampler: "ddim" (Song et al. 2021, eq. 12, with
-        eta), "ddpm" (ancestral) or "dpm++2m" (DPM-Solver++ 2M, Lu et al. 2022). guidance: CFG weight w
-        (1 = plain conditional). x_T: starting noise (n, *sample_shape); otherwise drawn from `generator`, which
-        also supplies every later noise draw.
+        eta), "ddpm" (ancestral), "dpm++2m" (DPM-Solver++ 2M, Lu et al. 2022) or "dpm++2m-sde". guidance: CFG weight w
+        (1 = plain conditional); guidance_interval (sigma_lo, sigma_hi): guide only the steps whose noise level
+        sigma_t = sqrt((1 - abar_t) / abar_t) lies in (sigma_lo, sigma_hi], the others are plain conditional steps
+        with one net call (`guidance_at`; None = every step). x_T: starting noise (n, *sample_shape); otherwise
+        drawn from `generator`, which also supplies every later noise draw.
         clip_x0: clip each x0 estimate to [-1, 1]. The net runs in eval mode; the previous mode is restored.
         Each step (guidance combine, x0 estimate, update, noise) is one fused pass: backend "auto" runs its
         Triton kernel on CUDA (noise then from the kernel's Philox stream, seeded from `generator`), "torch" the
@@ -249,11 +253,14 @@ class Diffusion(nn.Module):
         elif tuple(x_T.shape) != (n, *self.sample_shape):
             raise ValueError(f"x_T must have shape {(n, *self.sample_shape)}, got {tuple(x_T.shape)}")
         timesteps = ddim_timesteps(self.schedule.timesteps, steps)
+        ab = self.schedule.alphas_cumprod.detach().cpu()
+        # sample_loop calls the net once per step, in timestep order: each call takes the next step's weight
+        weights = iter([guidance_at(float(ab[t]), guidance, guidance_interval) for t in timesteps.tolist()])
         was_training = self.training
         self.eval()
         try:
             return sample_loop(
-                lambda x, t: self.net_outputs(x, t, y, guidance),
+                lambda x, t: self.net_outputs(x, t, y, next(weights)),
                 x_T,
                 self.schedule,
                 timesteps,

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from apps.art.config import EvalConfig, preset
+from apps.art.config import DiffusionConfig, EvalConfig, preset
 from apps.art.models import Trained, build_model, generate, interpolate
 from shared.config import replace
 from shared.errors import ConfigError
@@ -40,6 +42,7 @@ def test_generate_and_interpolate_pass_the_configs_clipping(clip_x0, monkeypatch
     assert strips.shape == (2, 3, 3, s, s)
     assert [c["clip_x0"] for c in calls] == [clip_x0, clip_x0]
     assert calls[0]["sampler"] == cfg.diffusion.sampler and calls[0]["steps"] == cfg.diffusion.sample_steps
+    assert calls[0]["guidance_interval"] == cfg.diffusion.guidance_interval
 
 
 @pytest.mark.parametrize("name", ["default", "demo", "portraits", "portraits-cpu"])
@@ -56,3 +59,12 @@ def test_presets_checkpoint_and_evaluate_a_sensible_number_of_times(name):
 def test_eval_draws_must_be_at_least_one():
     with pytest.raises(ConfigError, match="--eval.draws=0"):
         EvalConfig(draws=0)
+
+
+def test_guidance_interval_options():
+    assert DiffusionConfig(guidance_sigma_min=0.0, guidance_sigma_max=0.0).guidance_interval is None
+    assert DiffusionConfig(guidance_sigma_min=0.0, guidance_sigma_max=5.0).guidance_interval == (0.0, 5.0)
+    assert DiffusionConfig(guidance_sigma_min=0.3, guidance_sigma_max=0.0).guidance_interval == (0.3, math.inf)
+    for lo, hi in ((-1.0, 0.0), (2.0, 1.0), (1.0, 1.0)):
+        with pytest.raises(ConfigError, match="guidance-sigma-min"):
+            DiffusionConfig(guidance_sigma_min=lo, guidance_sigma_max=hi)

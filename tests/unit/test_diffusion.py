@@ -20,6 +20,7 @@ from shared.sampling.diffusion import (
     ddpm_step,
     dpmpp_2m_sde_step,
     dpmpp_2m_step,
+    guidance_at,
     sample_loop,
     v_target,
     x0_and_eps,
@@ -257,6 +258,30 @@ def test_guidance_identities():
     m1 = model.sample(4000, cond=2, guidance=1.0, generator=g.manual_seed(0), clip_x0=False).mean()
     m3 = model.sample(4000, cond=2, guidance=3.0, generator=g.manual_seed(0), clip_x0=False).mean()
     assert abs(float(m1) - (MU + 0.5)) < 0.03 and float(m3) > float(m1) + 0.1
+
+
+def test_guidance_interval():
+    """Guidance only where sigma_t = sqrt((1 - a) / a) is in (lo, hi]: the whole range is plain guided sampling, an
+    empty one is w = 1, and a middle band runs the two-pass net call on exactly its steps."""
+    assert guidance_at(0.2, 2.5, (1.0, 2.0)) == 2.5  # sigma = 2
+    assert guidance_at(0.2, 2.5, (2.0, 3.0)) == 1.0 and guidance_at(0.2, 2.5, None) == 2.5
+    model = _gaussian_family(num_classes=3)
+    y = torch.tensor([0, 1, 2, 1])
+    x_T = torch.randn(4, 1, generator=torch.Generator().manual_seed(0))
+    common = {"cond": y, "x_T": x_T, "steps": 20, "clip_x0": False, "sampler": "dpm++2m", "guidance": 2.5}
+    guided = model.sample(4, **common)
+    assert torch.allclose(model.sample(4, guidance_interval=(0.0, math.inf), **common), guided)
+    plain = model.sample(4, **{**common, "guidance": 1.0})
+    assert torch.allclose(model.sample(4, guidance_interval=(1e6, 1e7), **common), plain)
+    rows = []  # (net batch, timestep) of every net call
+    hook = model.net.register_forward_hook(lambda mod, args, out: rows.append((args[0].shape[0], int(args[1][0]))))
+    band = model.sample(4, guidance_interval=(0.5, 3.0), **common)
+    hook.remove()
+    ab = model.schedule.alphas_cumprod
+    sigma = {t: math.sqrt((1 - float(ab[t])) / float(ab[t])) for _, t in rows}
+    assert [b for b, _ in rows] == [8 if 0.5 < sigma[t] <= 3.0 else 4 for _, t in rows]
+    assert 0 < sum(b == 8 for b, _ in rows) < len(rows)
+    assert not torch.allclose(band, guided) and not torch.allclose(band, plain)
 
 
 def test_bad_conditions_raise():
