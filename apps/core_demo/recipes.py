@@ -80,7 +80,8 @@ BUDGETS: dict[str, dict[str, dict]] = {
     },
     "diffusion": {
         "tiny": dict(steps=30, batch_size=32, lr=2e-3, ema_decay=0.9),
-        "default": dict(steps=2000, batch_size=128, lr=2e-3, ema_decay=0.999, warmup_steps=100),
+        # 1000 steps: label agreement 0.998 (2000 steps: 0.999) at half the cost (2026-12-07, 2-core AVX2 EPYC)
+        "default": dict(steps=1000, batch_size=128, lr=2e-3, ema_decay=0.999, warmup_steps=100),
     },
     # GAN: Adam (0.5, 0.999), no clipping, linear decay to 1% (samples sharpen as the step size falls).
     "gan": {
