@@ -9,7 +9,7 @@ RUN    ?= demo
 # Test workers: one per core. Each test runs torch on one thread (tests/conftest.py), so one process would leave the
 # other cores idle. Whole files are shared out (--dist loadfile: a module's fixture runs once) in collection order
 # (--no-loadscope-reorder), so the longest file, tests/acceptance/test_core_quality.py, starts first.
-JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: setup demo molecules markets worlds art test test-fast lint format bench clean-runs help
 
@@ -47,11 +47,11 @@ art: setup  ## few-shot art: emoji at 32 px, diffusion + VAE + GAN, metrics and 
 markets: setup  ## scenario generation on the bundled 20-stock universe: runs/markets/default/report.html
 	$(BIN)/python -m apps.markets all --run-name default
 
-test: setup  ## the whole suite: unit, smoke, slow (gpu tests skip without CUDA), one worker per core (JOBS=1: serial)
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder
+test: setup  ## the whole suite: unit, smoke, slow (gpu tests skip without CUDA), one worker per core (TEST_JOBS=1: serial)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
 
 test-fast: setup  ## unit and smoke tiers only
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder -m "not slow"
 
 lint: setup  ## ruff check
 	$(BIN)/ruff check .

@@ -1,7 +1,8 @@
 """The art app's one config; `python -m apps.art <command> --help` is derived from it.
 
 Presets (`--preset`):
-    default    emoji at 32 px on the CPU: diffusion (main), VAE and GAN, 22-24 min on 2 cores (`make art`)
+    default    emoji at 32 px on the CPU: diffusion (main), VAE and GAN (`make art`): 24 min on 2 cores with native
+               bf16 (AVX512-BF16 / AMX), 60 min on 2 AVX2-only cores (float32)
     portraits  the 238 Wesnoth portraits at 64 px, a GPU configuration (hours on a CPU)
     portraits-cpu  the portraits at 32 px on the CPU with the default budgets (~20 min)
     demo       emoji at 32 px with short budgets (`make demo`, ~6 min)
