@@ -181,6 +181,11 @@ def split_command(
     return argv[0], argv[1:]
 
 
+def say(msg: str) -> None:
+    """A progress or status line for the user: on stderr (stdout stays for results), flushed at once."""
+    print(msg, file=sys.stderr, flush=True)
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> NoReturn:
     """Run an entry point; user errors become one line on stderr and a non-zero exit, without a traceback."""
     try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import time
 
 import torch
@@ -30,17 +29,13 @@ from apps.art.evaluate import evaluate, interpolation_pairs
 from apps.art.models import Trained, generate, interpolate, load_trained
 from apps.art.training import RunData, load_run_data, train_model
 from shared.atomic import atomic_path, atomic_write_bytes
-from shared.cli import OneLineParser, parse_config, run_main, split_command
+from shared.cli import OneLineParser, parse_config, run_main, say, split_command
 from shared.errors import ConfigError
 from shared.report.figures import image_grid_array, png_bytes
 from shared.runs import RunDir
 from shared.runtime import resolve_device, set_cpu_threads
 
 APP = "art"
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def open_run(cfg: ArtConfig) -> RunDir:

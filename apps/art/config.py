@@ -119,8 +119,10 @@ class DiffusionConfig:
             raise ConfigError(f"--diffusion.sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
         if self.prediction not in PREDICTIONS:
             raise ConfigError(f"--diffusion.prediction {self.prediction!r}: choose v or eps")
-        if self.guidance_sigma_min < 0 or self.guidance_sigma_max < 0 or (
-            0 < self.guidance_sigma_max <= self.guidance_sigma_min
+        if (
+            self.guidance_sigma_min < 0
+            or self.guidance_sigma_max < 0
+            or (0 < self.guidance_sigma_max <= self.guidance_sigma_min)
         ):
             raise ConfigError(
                 f"--diffusion.guidance-sigma-min {self.guidance_sigma_min} / -max {self.guidance_sigma_max}: use "

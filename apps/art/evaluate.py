@@ -20,8 +20,6 @@ Outputs: metrics.json (flat keys such as `diffusion_kid`, `diffusion_swd_16`, `d
 
 from __future__ import annotations
 
-import sys
-
 import torch
 from safetensors.torch import save_file
 
@@ -40,16 +38,13 @@ from apps.art.metrics import (
 from apps.art.models import Trained, generate
 from apps.art.training import RunData
 from shared.atomic import atomic_path, atomic_write_bytes, atomic_write_json
+from shared.cli import say
 from shared.errors import ConfigError
 from shared.report.figures import image_grid_array, png_bytes
 from shared.runs import RunDir
 
 GALLERY_PER_CLASS = 8
 NEAREST_PAIRS = 8  # closest sample / training-image pairs kept for the report
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _save_grid(path, images: torch.Tensor, nrow: int, size: int) -> None:

@@ -8,7 +8,6 @@ step_<N>.png`: one row per class (up to 10 classes), so the report can show how 
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from apps.art.config import ArtConfig
 from apps.art.data import ImageSet, load_folder, split_holdout, to_unit
 from apps.art.models import Trained, build_model, generate
 from shared.atomic import atomic_write_bytes
+from shared.cli import say
 from shared.config import to_dict
 from shared.report.figures import image_grid_array, png_bytes
 from shared.runs import RunDir
@@ -27,10 +27,6 @@ from shared.training import StepBatches, fit
 ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = ROOT / "data" / "art" / "cache"  # gitignored (data/*/cache/)
 PROGRESS_CLASSES, PROGRESS_COLUMNS = 10, 6
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass

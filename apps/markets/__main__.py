@@ -29,15 +29,11 @@ from apps.markets.config import DEEP, BacktestConfig, MarketsConfig
 from apps.markets.data import align, load_prices, log_returns
 from apps.markets.deep import DeepEnsemble, DeepGenerator
 from shared.atomic import atomic_path, atomic_write_json
-from shared.cli import parse_config, run_main, split_command
+from shared.cli import parse_config, run_main, say, split_command
 from shared.errors import ConfigError, DataError
 from shared.runs import RunDir
 
 APP = "markets"
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- data

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 from multiprocessing import get_context
 from pathlib import Path
@@ -43,7 +42,7 @@ from apps.molecules.generate import (
 from apps.molecules.models import Bundle, build_lm, build_vae
 from apps.molecules.tokens import Tokenizer, Vocab
 from shared.atomic import atomic_path, atomic_write_json
-from shared.cli import OneLineParser, parse_config, run_main, split_command
+from shared.cli import OneLineParser, parse_config, run_main, say, split_command
 from shared.config import to_dict
 from shared.errors import ConfigError, DataError
 from shared.runs import RunDir
@@ -51,10 +50,6 @@ from shared.runtime import set_cpu_threads
 from shared.training import fit
 
 APP = "molecules"
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------- data

@@ -42,13 +42,12 @@ from apps.worlds.pixels import preset as pixel_preset
 from apps.worlds.report import build_report
 from apps.worlds.spaces import make_env, spec_of
 from shared.atomic import atomic_path
-from shared.cli import OneLineParser, parse_config, run_main, split_command
+from shared.cli import OneLineParser, parse_config, run_main, say, split_command
 from shared.config import replace
 from shared.errors import ConfigError, DataError
 from shared.runs import RunDir
 
 APP = "worlds"
-say = loop.say
 
 
 def open_run(cfg: WorldsConfig) -> RunDir:

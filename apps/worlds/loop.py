@@ -20,7 +20,6 @@ for any decision.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -36,16 +35,13 @@ from apps.worlds.envs import DreamVecEnv, load_starts, save_starts, start_states
 from apps.worlds.model import BootstrapBatches, WorldModel, holdout_split
 from apps.worlds.spaces import EnvSpec, make_env, spec_of
 from shared.atomic import atomic_write_json
+from shared.cli import say
 from shared.config import replace
 from shared.runs import RunDir
 from shared.runtime import seed_everything
 from shared.training import fit
 
 FINAL_SEED = 1_000_000
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _json(path: Path) -> dict | None:

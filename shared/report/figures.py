@@ -62,8 +62,7 @@ def style():
         yield
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None,
-               squeeze: bool = True, **kw):
+def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None, squeeze: bool = True, **kw):
     """A styled (Figure, axes) pair like `plt.subplots` (same `squeeze` rule and keywords), without pyplot."""
     with style():
         fig = Figure(figsize=figsize or STYLE["figure.figsize"], layout="constrained")
@@ -91,8 +90,14 @@ def _array(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def line_plot(series: Mapping[str, object], xlabel: str = "", ylabel: str = "", title: str = "",
-              logy: bool = False, logx: bool = False) -> Figure:
+def line_plot(
+    series: Mapping[str, object],
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str = "",
+    logy: bool = False,
+    logx: bool = False,
+) -> Figure:
     """One line per entry. A value is either a tuple `(x, y)` of equal-length 1-D arrays or a 1-D array of y
     plotted against 0..n-1. Short series (<= 30 points) get markers so single evaluations stay visible."""
     fig, ax = new_figure()
@@ -129,8 +134,13 @@ def _ema(y: np.ndarray, beta: float) -> np.ndarray:
     return out
 
 
-def training_curves(source: str | os.PathLike | Iterable[Mapping], keys: Iterable[str] | None = None,
-                    x: str = "step", smooth: float = 0.0, logy: bool | Iterable[str] = False) -> Figure:
+def training_curves(
+    source: str | os.PathLike | Iterable[Mapping],
+    keys: Iterable[str] | None = None,
+    x: str = "step",
+    smooth: float = 0.0,
+    logy: bool | Iterable[str] = False,
+) -> Figure:
     """One panel per metric key against `x` (default "step").
 
     `source` is a path to a .jsonl metrics log or an iterable of records (dicts with `x` and scalar keys).
@@ -153,7 +163,7 @@ def training_curves(source: str | os.PathLike | Iterable[Mapping], keys: Iterabl
     nrows = math.ceil(len(keys) / ncols)
     fig, axes = new_figure(nrows, ncols, figsize=(3.3 * ncols, 2.5 * nrows), squeeze=False)
     with style():
-        for ax in axes.flat[len(keys):]:
+        for ax in axes.flat[len(keys) :]:
             ax.set_visible(False)
         for i, (key, ax) in enumerate(zip(keys, axes.flat)):
             points: dict[float, float] = {}
@@ -176,8 +186,9 @@ def training_curves(source: str | os.PathLike | Iterable[Mapping], keys: Iterabl
     return fig
 
 
-def scatter_2d(points: Mapping[str, object], title: str = "", centres=None, xlabel: str = "",
-               ylabel: str = "", equal: bool = True) -> Figure:
+def scatter_2d(
+    points: Mapping[str, object], title: str = "", centres=None, xlabel: str = "", ylabel: str = "", equal: bool = True
+) -> Figure:
     """Overlaid 2-D point clouds, each value an (N, 2) array; `centres` (K, 2) are drawn as black crosses
     (e.g. the modes of a Gaussian mixture). Large clouds are drawn small and translucent so density shows."""
     fig, ax = new_figure(figsize=(4.8, 4.4) if equal else None)
@@ -187,8 +198,14 @@ def scatter_2d(points: Mapping[str, object], title: str = "", centres=None, xlab
             if p.ndim != 2 or p.shape[1] != 2:
                 raise ValueError(f"points {name!r} must have shape (N, 2), got {p.shape}")
             size = 10 if len(p) <= 500 else 3
-            ax.scatter(p[:, 0], p[:, 1], s=size, alpha=0.8 if len(p) <= 500 else 0.35, linewidths=0,
-                       label=f"{name} (n={len(p):,})")
+            ax.scatter(
+                p[:, 0],
+                p[:, 1],
+                s=size,
+                alpha=0.8 if len(p) <= 500 else 0.35,
+                linewidths=0,
+                label=f"{name} (n={len(p):,})",
+            )
         if centres is not None:
             c = _array(centres).reshape(-1, 2)
             ax.scatter(c[:, 0], c[:, 1], marker="x", s=40, color="black", linewidths=1.4, label="centres")
@@ -202,8 +219,14 @@ def scatter_2d(points: Mapping[str, object], title: str = "", centres=None, xlab
     return fig
 
 
-def histograms(samples: Mapping[str, object], bins: int | Iterable[float] = 50, title: str = "",
-               log: bool = False, xlabel: str = "", density: bool = True) -> Figure:
+def histograms(
+    samples: Mapping[str, object],
+    bins: int | Iterable[float] = 50,
+    title: str = "",
+    log: bool = False,
+    xlabel: str = "",
+    density: bool = True,
+) -> Figure:
     """Overlaid step histograms over shared bin edges, so the distributions compare bin for bin.
     Each value is flattened; non-finite values are dropped (and counted in the legend)."""
     clean, dropped = {}, {}
@@ -228,8 +251,9 @@ def histograms(samples: Mapping[str, object], bins: int | Iterable[float] = 50, 
     return fig
 
 
-def image_grid_array(images, nrow: int | None = None, pad: int = 1, scale: int | None = None,
-                     pad_value: float = 1.0) -> np.ndarray:
+def image_grid_array(
+    images, nrow: int | None = None, pad: int = 1, scale: int | None = None, pad_value: float = 1.0
+) -> np.ndarray:
     """Tile images into one picture: (N, C, H, W) with C in {1, 3} or (N, H, W), floats in [0, 1] (or uint8).
 
     `nrow` is images per row, as in torchvision's make_grid (default ceil(sqrt(N))), so the grid has
@@ -249,8 +273,10 @@ def image_grid_array(images, nrow: int | None = None, pad: int = 1, scale: int |
         raise ValueError("images contain NaN or inf; check the sampler output before plotting")
     lo, hi = float(x.min()), float(x.max())
     if lo < -0.5 or hi > 1.5:
-        raise ValueError(f"images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
-                         "map [-1, 1] data with (x + 1) / 2 and 0-255 data with x / 255")
+        raise ValueError(
+            f"images must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
+            "map [-1, 1] data with (x + 1) / 2 and 0-255 data with x / 255"
+        )
     x = np.clip(x, 0.0, 1.0)  # small overshoot from samplers is expected; clip it for display
     n, c, h, w = x.shape
     nrow = nrow or math.ceil(math.sqrt(n))
@@ -266,7 +292,7 @@ def image_grid_array(images, nrow: int | None = None, pad: int = 1, scale: int |
     for i in range(n):
         r, col = divmod(i, nrow)
         top, left = pad + r * (ch + pad), pad + col * (cw + pad)
-        grid[top:top + ch, left:left + cw] = x[i]
+        grid[top : top + ch, left : left + cw] = x[i]
     return np.round(grid * 255).astype(np.uint8)
 
 

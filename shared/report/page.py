@@ -201,17 +201,22 @@ class Page:
     def metrics(self, values: Mapping[str, object], title: str | None = None) -> Page:
         """A two-column key/value table of scalar results, numbers formatted by `format_value`."""
         rows = "".join(
-            f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(format_value(v))}</td></tr>"
-            for k, v in values.items()
+            f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(format_value(v))}</td></tr>" for k, v in values.items()
         )
         head = f"<h3>{html.escape(title)}</h3>" if title else ""
         table = f'<table class="metrics"><tbody>{rows}</tbody></table>'
         return self._add(f'{head}<div class="tablewrap">{table}</div>')
 
-    def table(self, rows, columns: Iterable[str] | None = None, caption: str | None = None,
-              highlight: Mapping[str, str] | None = None, source_key: str = "source",
-              muted: Iterable[str] = ("published",),
-              formats: Mapping[str, str | Callable[[object], str]] | None = None) -> Page:
+    def table(
+        self,
+        rows,
+        columns: Iterable[str] | None = None,
+        caption: str | None = None,
+        highlight: Mapping[str, str] | None = None,
+        source_key: str = "source",
+        muted: Iterable[str] = ("published",),
+        formats: Mapping[str, str | Callable[[object], str]] | None = None,
+    ) -> Page:
         """A comparison table from a list of dicts or a pandas DataFrame (a named index becomes a column).
 
         `highlight` maps column -> "max" or "min": the best *measured* value in the column is bold (ties too).
@@ -224,8 +229,9 @@ class Page:
         highlight, formats, muted = dict(highlight or {}), dict(formats or {}), {str(m) for m in muted}
         for col, how in highlight.items():
             if col not in columns or how not in ("max", "min"):
-                raise ValueError(f"highlight {col!r}: {how!r} needs a shown column and 'max' or 'min'; "
-                                 f"columns are {columns}")
+                raise ValueError(
+                    f"highlight {col!r}: {how!r} needs a shown column and 'max' or 'min'; columns are {columns}"
+                )
         is_muted = [str(r.get(source_key)) in muted for r in records]
         best = {}
         for col, how in highlight.items():
@@ -248,7 +254,7 @@ class Page:
             return f"<td{attr}>{html.escape(text)}</td>"
 
         num_th = '<th class="num">'
-        head = "".join(f'{num_th if c in numeric else "<th>"}{html.escape(str(c))}</th>' for c in columns)
+        head = "".join(f"{num_th if c in numeric else '<th>'}{html.escape(str(c))}</th>" for c in columns)
         body = []
         for i, (r, m) in enumerate(zip(records, is_muted)):
             cls = "muted muted-start" if m and i > 0 and not is_muted[i - 1] else "muted" if m else ""
@@ -256,14 +262,17 @@ class Page:
             body.append(tr + "".join(cell(r, c, m) for c in columns) + "</tr>")
         notes = []
         if best:
-            better = ", ".join(f"{html.escape(c)}: {'higher' if h == 'max' else 'lower'} is better"
-                               for c, h in highlight.items())
+            better = ", ".join(
+                f"{html.escape(c)}: {'higher' if h == 'max' else 'lower'} is better" for c, h in highlight.items()
+            )
             notes.append(f"Bold: best measured value per column ({better}).")
         if any(is_muted):
             notes.append("Grey italic rows: published figures, not measured in this run.")
         cap = self._caption("Table", caption, note=" ".join(notes))
-        return self._add(f'<div class="tablewrap"><table><thead><tr>{head}</tr></thead>'
-                         f'<tbody>{"".join(body)}</tbody></table>{cap}</div>')
+        return self._add(
+            f'<div class="tablewrap"><table><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>{cap}</div>"
+        )
 
     @staticmethod
     def _records(rows) -> list[dict]:
@@ -300,9 +309,15 @@ class Page:
         cap = self._caption("Figure", caption, tag="figcaption")
         return self._add(f'<figure><img{klass} src="{uri}" alt="{alt}"{style}>{cap}</figure>')
 
-    def image_grid(self, images, nrow: int | None = None, caption: str | None = None,
-                   labels: Iterable[str] | None = None, row_labels: Iterable[str] | None = None,
-                   scale: int | None = None) -> Page:
+    def image_grid(
+        self,
+        images,
+        nrow: int | None = None,
+        caption: str | None = None,
+        labels: Iterable[str] | None = None,
+        row_labels: Iterable[str] | None = None,
+        scale: int | None = None,
+    ) -> Page:
         """Sample images (N, C, H, W) or (N, H, W) in [0, 1], `nrow` per row, nearest-neighbour upscaled.
 
         Without labels the grid is one PNG (`figures.image_grid_array`). With `labels` (one per image) or
@@ -325,15 +340,16 @@ class Page:
         for r in range(n_rows):
             tds = [f"<th>{html.escape(row_labels[r])}</th>"] if row_labels else []
             for i in range(r * nrow, min(n, (r + 1) * nrow)):
-                png = figures.png_bytes(figures.image_grid_array(images[i:i + 1], scale=scale, pad=0))
+                png = figures.png_bytes(figures.image_grid_array(images[i : i + 1], scale=scale, pad=0))
                 under = html.escape(labels[i]) if labels else ""
                 tds.append(f'<td><img class="pixels" src="{_data_uri(png)}" alt="sample {i}">{under}</td>')
             trs.append("<tr>" + "".join(tds) + "</tr>")
         cap = self._caption("Figure", caption, tag="figcaption")
         return self._add(f'<figure><table class="imgs"><tbody>{"".join(trs)}</tbody></table>{cap}</figure>')
 
-    def provenance(self, command: str | Iterable[str] | None = None, config=None,
-                   extra: Mapping[str, object] | None = None) -> Page:
+    def provenance(
+        self, command: str | Iterable[str] | None = None, config=None, extra: Mapping[str, object] | None = None
+    ) -> Page:
         """The "how this was made" footer: the command line (a string or argv list; default `sys.argv`),
         the config (dict or dataclass) as JSON in a collapsible block, and any `extra` key/values."""
         if command is None:
@@ -347,8 +363,9 @@ class Page:
             if dataclasses.is_dataclass(config) and not isinstance(config, type):
                 config = dataclasses.asdict(config)
             text = json.dumps(config, indent=2, default=str)
-            parts.append(f"<details><summary>Configuration</summary><pre><code>{html.escape(text)}</code></pre>"
-                         "</details>")
+            parts.append(
+                f"<details><summary>Configuration</summary><pre><code>{html.escape(text)}</code></pre></details>"
+            )
         self._footer = "".join(parts)
         return self
 
@@ -366,7 +383,8 @@ class Page:
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
             f'<header><h1>{title}</h1>{sub}<div class="stamp">Generated {html.escape(stamp)} by genlab</div>'
-            f"</header>\n{toc}\n" + "\n".join(self._body)
+            f"</header>\n{toc}\n"
+            + "\n".join(self._body)
             + f"\n<footer>{self._footer}<div>Generated {html.escape(stamp)}.</div></footer>\n"
             "</body>\n</html>\n"
         )
