@@ -9,7 +9,8 @@ RUN    ?= demo
 # Test workers: one per core. Each test runs torch on one thread (tests/conftest.py), so one process would leave the
 # other cores idle. Whole files are shared out (--dist loadfile: a module's fixture runs once) in collection order
 # (--no-loadscope-reorder), so the longest file, tests/acceptance/test_core_quality.py, starts first.
-TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# At most 8 workers: each loads torch and trains small models (a core-demo process held ~0.6 GB resident here).
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 8 ? n : 8 )))
 
 .PHONY: setup demo molecules markets worlds art test test-fast lint format bench clean-runs help
 
