@@ -181,6 +181,21 @@ def split_command(
     return argv[0], argv[1:]
 
 
+def early_options(argv: Sequence[str], **defaults: str) -> argparse.Namespace:
+    """Options read before the full parse because they choose the config's defaults (`--preset`, `--env`, ...):
+    early_options(argv, preset="default") -> Namespace(preset=...); every other option in argv is left alone."""
+    pre = argparse.ArgumentParser(add_help=False)
+    for name, default in defaults.items():
+        pre.add_argument("--" + name.replace("_", "-"), default=default)
+    known, _ = pre.parse_known_args(argv)
+    return known
+
+
+def command_parser(prog: str, command: str, fn: Callable) -> OneLineParser:
+    """The parser of `python -m <prog> <command>`, its description the command function's docstring."""
+    return OneLineParser(prog=f"python -m {prog} {command}", description=(fn.__doc__ or "").strip() or None)
+
+
 def say(msg: str) -> None:
     """A progress or status line for the user: on stderr (stdout stays for results), flushed at once."""
     print(msg, file=sys.stderr, flush=True)

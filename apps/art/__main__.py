@@ -29,7 +29,7 @@ from apps.art.evaluate import evaluate, interpolation_pairs
 from apps.art.models import Trained, generate, interpolate, load_trained
 from apps.art.training import RunData, load_run_data, train_model
 from shared.atomic import atomic_path, atomic_write_bytes
-from shared.cli import OneLineParser, parse_config, run_main, say, split_command
+from shared.cli import command_parser, early_options, parse_config, run_main, say, split_command
 from shared.errors import ConfigError
 from shared.report.figures import image_grid_array, png_bytes
 from shared.runs import RunDir
@@ -215,16 +215,13 @@ def main(argv=None) -> int:
         return 0
     command, rest = got
     fn = COMMANDS[command]
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", default="default")
-    known, _ = pre.parse_known_args(rest)
-    defaults = preset(known.preset)
+    defaults = preset(early_options(rest, preset="default").preset)
     extras = argparse.ArgumentParser(add_help=False)
     _extra_options(command, extras)
     extra, _ = extras.parse_known_args(rest)
     if getattr(extra, "n", 1) < 1:
         raise ConfigError(f"--n {extra.n}: ask for at least one image per class")
-    parser = OneLineParser(prog=f"python -m apps.art {command}", description=(fn.__doc__ or "").strip() or None)
+    parser = command_parser("apps.art", command, fn)
     _extra_options(command, parser)
     cfg = parse_config(ArtConfig, rest, defaults=defaults, parser=parser)
     fn(cfg, extra)

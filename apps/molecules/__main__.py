@@ -18,7 +18,6 @@ outputs go to runs/molecules/<run-name>/.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from multiprocessing import get_context
@@ -42,7 +41,7 @@ from apps.molecules.generate import (
 from apps.molecules.models import Bundle, build_lm, build_vae
 from apps.molecules.tokens import Tokenizer, Vocab
 from shared.atomic import atomic_path, atomic_write_json
-from shared.cli import OneLineParser, parse_config, run_main, say, split_command
+from shared.cli import command_parser, early_options, parse_config, run_main, say, split_command
 from shared.config import to_dict
 from shared.errors import ConfigError, DataError
 from shared.runs import RunDir
@@ -446,11 +445,8 @@ def main(argv=None) -> int:
         return 0
     command, rest = got
     fn = COMMANDS[command]
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", default="default")
-    known, _ = pre.parse_known_args(rest)
-    prog = f"python -m apps.molecules {command}"
-    parser = OneLineParser(prog=prog, description=(fn.__doc__ or "").strip() or None)
+    known = early_options(rest, preset="default")
+    parser = command_parser("apps.molecules", command, fn)
     cfg = parse_config(MoleculesConfig, rest, defaults=preset(known.preset), parser=parser)
     fn(cfg)
     return 0

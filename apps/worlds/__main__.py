@@ -21,7 +21,6 @@ CartPole-v1, Pendulum-v1, LunarLander-v3) and on --preset tiny|default. The drea
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from multiprocessing import get_context
@@ -42,7 +41,7 @@ from apps.worlds.pixels import preset as pixel_preset
 from apps.worlds.report import build_report
 from apps.worlds.spaces import make_env, spec_of
 from shared.atomic import atomic_path
-from shared.cli import OneLineParser, parse_config, run_main, say, split_command
+from shared.cli import command_parser, early_options, parse_config, run_main, say, split_command
 from shared.config import replace
 from shared.errors import ConfigError, DataError
 from shared.runs import RunDir
@@ -244,11 +243,8 @@ def _pixel_main(command: str, argv: list[str], preset_name: str, env_id: str) ->
             f"{env_id} has image observations: use `python -m apps.worlds run --env {env_id}` (the World Models "
             f"pipeline runs every step); `{command}` is for vector-observation environments"
         )
-    pre = argparse.ArgumentParser(add_help=False)
-    for flag, default in (("--run-name", env_id.lower()), ("--runs-dir", "runs"), ("--seed", "0")):
-        pre.add_argument(flag, default=default)
-    known, _ = pre.parse_known_args(argv)
-    parser = OneLineParser(prog=f"python -m apps.worlds {command}", description=(cmd_pixels.__doc__ or "").strip())
+    known = early_options(argv, run_name=env_id.lower(), runs_dir="runs", seed="0")
+    parser = command_parser("apps.worlds", command, cmd_pixels)
     parser.add_argument("--run-name", default=env_id.lower(), help="run directory runs/worlds/<run-name>/")
     parser.add_argument("--runs-dir", default="runs", help="parent folder of the run directories")
     parser.add_argument("--seed", type=int, default=0, help="seed of the rollouts, the models and the agent")
@@ -277,14 +273,11 @@ def main(argv=None) -> int:
         return 0
     command, rest = got
     fn = COMMANDS[command]
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", default="default")
-    pre.add_argument("--env", default="CartPole-v1")
-    known, _ = pre.parse_known_args(rest)
+    known = early_options(rest, preset="default", env="CartPole-v1")
     if _is_pixel_env(known.env):
         _pixel_main(command, rest, known.preset, known.env)
         return 0
-    parser = OneLineParser(prog=f"python -m apps.worlds {command}", description=(fn.__doc__ or "").strip() or None)
+    parser = command_parser("apps.worlds", command, fn)
     cfg = parse_config(WorldsConfig, rest, defaults=for_env(known.env, known.preset), parser=parser)
     fn(cfg)
     return 0

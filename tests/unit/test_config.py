@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-from shared.cli import config_parser, parse_config
+from shared.cli import command_parser, config_parser, early_options, parse_config
 from shared.config import field_docs, from_dict, load_json, save_json, to_dict
 from shared.errors import ConfigError
 from shared.training import TrainConfig
@@ -129,3 +129,21 @@ def test_a_nested_option_keeps_the_fields_own_default_factory():
     assert parse_config(App, []).train.steps == 777
     text = " ".join(config_parser(App, prog="p").format_help().split())
     assert "(default: 777)" in text  # --help shows the factory's default, not TrainConfig's own
+
+
+def test_early_options_pick_the_defaults_and_the_full_parse_keeps_every_option():
+    """How the apps read `--preset` (and worlds `--env`) before the full parse: the early read takes only its own
+    options, with their defaults when absent, and the full parse then sees the same argv, preset option included."""
+
+    def run_step():
+        """Run one step of the thing."""
+
+    argv = ["--steps", "5", "--preset", "long", "--inner.lr", "0.1"]
+    known = early_options(argv, preset="default", run_name="x")
+    assert (known.preset, known.run_name) == ("long", "x")
+    parser = command_parser("apps.thing", "step", run_step)
+    parser.add_argument("--preset", default="default")
+    cfg = parse_config(Cfg, argv, defaults=Cfg(steps=50 if known.preset == "long" else 1), parser=parser)
+    assert (cfg.steps, cfg.inner.lr) == (5, 0.1)
+    text = " ".join(parser.format_help().split())
+    assert text.startswith("usage: python -m apps.thing step") and "Run one step of the thing." in text
