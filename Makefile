@@ -11,6 +11,7 @@ RUN    ?= demo
 # (--no-loadscope-reorder), so the longest file, tests/acceptance/test_core_quality.py, starts first.
 # At most 8 workers: each loads torch and trains small models (a core-demo process held ~0.6 GB resident here).
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 8 ? n : 8 )))
+PYTEST = $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: setup demo molecules markets worlds art test test-fast lint format bench clean-runs help
 
@@ -49,10 +50,10 @@ markets: setup  ## scenario generation on the bundled 20-stock universe: runs/ma
 	$(BIN)/python -m apps.markets all --run-name default
 
 test: setup  ## the whole suite: unit, smoke, slow (gpu tests skip without CUDA), one worker per core (TEST_JOBS=1: serial)
-	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
+	$(PYTEST)
 
 test-fast: setup  ## unit and smoke tiers only
-	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: setup  ## ruff check
 	$(BIN)/ruff check .
