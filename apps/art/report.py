@@ -1,6 +1,7 @@
 """The art report (runs/art/<run>/report.html): the headline and the acceptance checks, the metrics table against
 real-vs-real and degraded images, a gallery by class beside held-out real images, interpolation strips, training
-progress and loss curves, nearest-training-image pairs, and class recognition with a confusion matrix.
+progress and loss curves, nearest-training-image pairs, class recognition with a confusion matrix, and a
+histogram of pixel values (saturated colours and backgrounds).
 
 Everything is read from what `python -m apps.art` left in the run folder: config.json, metrics.json, eval.json,
 samples/<model>/{eval,recognition,nearest,interpolation}.safetensors, samples/real/eval.safetensors,
@@ -25,6 +26,7 @@ from safetensors.torch import load_file
 from apps.art import figures as figs
 from apps.art.config import MODELS
 from apps.art.figures import finite
+from shared.report.figures import histograms
 from shared.report.page import Page
 from shared.runs import RunDir
 
@@ -351,6 +353,49 @@ def gallery_section(page: Page, f: ArtRun) -> None:
         _rows(page, strips, [f.class_name(c) for c in ids], f"{title}; rows are classes.")
 
 
+def tones_section(page: Page, f: ArtRun) -> None:
+    """Histogram of channel values (0..255) of the held-out images and of each model's evaluation samples, with the
+    shares of pure white and pure black pixels: where a model misses saturated colours or a flat background."""
+    sets = {}
+    real = _tensors(f.path / "samples" / "real" / "eval.safetensors", images=4)
+    if real is not None:
+        sets["real held-out"] = real["images"]
+    else:
+        page.text("samples/real/eval.safetensors is missing or unreadable: no real pixel values to compare with.")
+    for k in f.models:
+        got = _tensors(f.path / "samples" / k / "eval.safetensors", images=4)
+        if got is None:
+            page.text(f"samples/{k}/eval.safetensors is missing or unreadable: no {k} pixel values.")
+        else:
+            sets[k] = got["images"]
+    if not sets:
+        return
+    fig = histograms(
+        {name: x.ravel() for name, x in sets.items()}, bins=np.arange(257) - 0.5, log=True,
+        xlabel="channel value (0 black, 255 full)",
+    )  # fmt: skip
+    page.figure(
+        fig,
+        caption="Every channel value of every image, one bin per value, log scale. A flat background or saturated "
+        "colours make spikes at 0 and 255 in the real images; a model that leaves them slightly grey shows the "
+        "spike smeared over the values just inside.",
+    )
+    rows = []
+    for name, x in sets.items():  # x (N, 3, S, S) uint8
+        rows.append({
+            "set": name, "images": len(x), "pure white pixels": float((x == 255).all(axis=1).mean()),
+            "pure black pixels": float((x == 0).all(axis=1).mean()),
+            "values 245-254": float(((x >= 245) & (x < 255)).mean()), "mean value": float(x.mean()),
+        })  # fmt: skip
+    fmt = {"pure white pixels": "{:.1%}", "pure black pixels": "{:.1%}", "values 245-254": "{:.1%}"}
+    page.table(
+        rows,
+        formats=fmt | {"mean value": "{:.1f}"},
+        caption="Pure white / black: pixels whose three channels are all 255 / all 0; values 245-254: the share of "
+        "channel values just below full, where an unsaturated background lands.",
+    )
+
+
 def interpolation_section(page: Page, f: ArtRun) -> None:
     for k in f.models:
         got = _tensors(f.path / "samples" / k / "interpolation.safetensors", strips=5, labels=1)
@@ -550,6 +595,7 @@ def build_report(run: RunDir) -> Path:
         "Summary": summary_section,
         "Metrics": metrics_section,
         "Gallery by class": gallery_section,
+        "Pixel values": tones_section,
         "Interpolation": interpolation_section,
         "Training progress": progress_section,
         "Memorisation": memorisation_section,

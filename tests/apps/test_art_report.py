@@ -22,6 +22,7 @@ SECTIONS = [
     "Summary",
     "Metrics",
     "Gallery by class",
+    "Pixel values",
     "Interpolation",
     "Training progress",
     "Memorisation",
@@ -106,6 +107,10 @@ def run(tmp_path) -> RunDir:
 
 
 def test_full_report(run):
+    real = run.path / "samples" / "real" / "eval.safetensors"
+    images = torch.randint(0, 245, (N, 3, S, S), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    images[:3] = 255  # 3 of 12 real images pure white: 25% white pixels, none in 245-254
+    save_file({"images": images, "labels": torch.arange(N) % K}, str(real))
     path = build_report(run)
     assert path == run.report_path and path.is_file()
     text = path.read_text()
@@ -128,6 +133,7 @@ def test_full_report(run):
     assert '<td class="num">4.00</td>' in text  # diffusion KID x1e3
     assert "2 of 2 saved steps, the first 6 columns of each fixed-seed grid" in text  # progress figure caption
     assert text.count("data:image/png;base64,") > 20
+    assert '<td>real held-out</td><td class="num">12</td><td class="num">25.0%</td>' in text  # pixel values
     assert "missing" not in text
     assert len(text) < 2_000_000
 
@@ -139,6 +145,7 @@ def test_missing_files_become_notes(run):
             p.unlink()
         (run.path / model / "progress").rmdir()
     (run.path / "samples" / "vae" / "interpolation.safetensors").unlink()
+    (run.path / "samples" / "vae" / "eval.safetensors").unlink()
     (run.path / "samples" / "diffusion" / "nearest.safetensors").write_bytes(b"not a safetensors file")
     floats = {"images": torch.rand(K * PER, 3, S, S), "labels": torch.arange(K).repeat_interleave(PER)}
     save_file(floats, str(run.path / "samples" / "vae" / "recognition.safetensors"))  # not uint8 images
@@ -151,6 +158,7 @@ def test_missing_files_become_notes(run):
     assert "samples/diffusion/nearest.safetensors is missing or unreadable" in text
     assert "samples/vae/recognition.safetensors is missing or unreadable: no vae gallery." in text
     assert "no confusion matrix" in text
+    assert "samples/vae/eval.safetensors is missing or unreadable: no vae pixel values." in text
     assert "<th>class 2</th>" in text  # without eval.json classes are shown by number
     assert "<strong>PASS</strong>: closer to the real images" in text  # metrics.json still gives the verdicts
 
