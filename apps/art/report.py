@@ -380,17 +380,18 @@ def tones_section(page: Page, f: ArtRun) -> None:
         "colours make spikes at 0 and 255 in the real images; a model that leaves them slightly grey shows the "
         "spike smeared over the values just inside.",
     )
-    rows = []
-    for name, x in sets.items():  # x (N, 3, S, S) uint8
-        rows.append({
+    rows = [
+        {
             "set": name, "images": len(x), "pure white pixels": float((x == 255).all(axis=1).mean()),
             "pure black pixels": float((x == 0).all(axis=1).mean()),
             "values 245-254": float(((x >= 245) & (x < 255)).mean()), "mean value": float(x.mean()),
-        })  # fmt: skip
-    fmt = {"pure white pixels": "{:.1%}", "pure black pixels": "{:.1%}", "values 245-254": "{:.1%}"}
+        }
+        for name, x in sets.items()  # x (N, 3, S, S) uint8
+    ]  # fmt: skip
+    pct = "{:.1%}"
     page.table(
         rows,
-        formats=fmt | {"mean value": "{:.1f}"},
+        formats={"pure white pixels": pct, "pure black pixels": pct, "values 245-254": pct, "mean value": "{:.1f}"},
         caption="Pure white / black: pixels whose three channels are all 255 / all 0; values 245-254: the share of "
         "channel values just below full, where an unsaturated background lands.",
     )
